@@ -1,0 +1,58 @@
+"""The Celery tasks, by the names the original design fixed.
+
+Thin wrappers: the status check lives in ``proctor.status``, the merge in ``proctor.merge``,
+housekeeping in ``proctor.housekeeping``.
+"""
+from __future__ import annotations
+
+import random
+
+from celery.utils.log import get_task_logger
+
+from celery_config import celery_app
+from proctor import housekeeping, merge, status
+from proctor.config import settings
+
+log = get_task_logger(__name__)
+
+
+@celery_app.task(name="celery_tasks.status_check_task", ignore_result=True)
+def status_check_task() -> dict:
+    """Every 30 s: move exams along their schedule and mark silent students offline."""
+    result = status.run_status_check()
+    log.info("status check: %s", result)
+    return result
+
+
+@celery_app.task(name="celery_tasks.merge_videos_task", bind=True, max_retries=None)
+def merge_videos_task(self, session_id: int) -> dict:
+    """Merge one finished session's segments into its recording (idempotent)."""
+
+    def report_progress(fraction: float) -> None:
+        self.update_state(state="PROGRESS", meta={"session_id": session_id, "progress": round(fraction, 3)})
+
+    try:
+        outcome = merge.merge_session(int(session_id), on_progress=report_progress)
+    except merge.Transient as err:
+        attempts = merge.attempts(int(session_id))
+        if attempts >= settings().merge_max_attempts:
+            merge.fail(int(session_id), f"{err} (after {attempts} attempts)")
+            return {"session_id": session_id, "status": "failed", "detail": str(err)}
+        # Exponential backoff with jitter so retries of many sessions do not arrive together.
+        countdown = (2 ** attempts) * 5 + random.uniform(0, 5)
+        log.warning("merge of session %s failed (%s); retry in %.0fs", session_id, err, countdown)
+        raise self.retry(exc=err, countdown=countdown) from err
+    log.info("merge of session %s: %s", session_id, outcome.as_dict())
+    return outcome.as_dict()
+
+
+@celery_app.task(name="celery_tasks.reconcile_task", ignore_result=True)
+def reconcile_task() -> dict:
+    """Every 2 minutes: queue merges that were lost or whose worker died."""
+    return merge.reconcile()
+
+
+@celery_app.task(name="celery_tasks.retention_task", ignore_result=True)
+def retention_task() -> dict:
+    """Hourly: remove recordings past PROCTOR_RETENTION_DAYS and stray temporary files."""
+    return housekeeping.run()

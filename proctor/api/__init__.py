@@ -1,0 +1,11 @@
+"""The token API's blueprints."""
+from flask import Flask
+
+from . import errors, exams, health, sessions
+
+
+def register(app: Flask) -> None:
+    errors.register(app)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(exams.bp)
+    app.register_blueprint(sessions.bp)

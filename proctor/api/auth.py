@@ -1,0 +1,56 @@
+"""Who is calling: the teacher (admin bearer token) or the student owning a session."""
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+
+from flask import g, request
+
+from ..config import settings
+from ..errors import Forbidden, Unauthorized
+from ..sessions import session_for_token
+
+# Tokens in URLs end up in access logs, proxies and browser history: refuse them outright.
+QUERY_TOKEN_NAMES = ("token", "access_token", "auth", "authorization")
+
+
+@dataclass(frozen=True)
+class Caller:
+    is_teacher: bool
+    session_id: int | None = None
+
+
+def _bearer() -> str:
+    if any(name in request.args for name in QUERY_TOKEN_NAMES):
+        raise Unauthorized("tokens are accepted only in the Authorization header")
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("missing Authorization: Bearer token")
+    return token.strip()
+
+
+def caller() -> Caller:
+    if "caller" not in g:
+        token = _bearer()
+        if hmac.compare_digest(token.encode(), settings().admin_token.encode()):
+            g.caller = Caller(is_teacher=True)
+        else:
+            g.caller = Caller(is_teacher=False, session_id=session_for_token(token))
+    return g.caller
+
+
+def require_teacher() -> None:
+    if not caller().is_teacher:
+        raise Forbidden("this call needs the teacher token")
+
+
+def require_session(session_id: int, *, teacher_ok: bool) -> Caller:
+    who = caller()
+    if who.is_teacher:
+        if not teacher_ok:
+            raise Forbidden("this call needs the student's session token")
+        return who
+    if who.session_id != session_id:
+        raise Forbidden("this token belongs to another session")
+    return who

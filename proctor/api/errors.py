@@ -1,0 +1,33 @@
+"""JSON error rendering for the token API: ``{"error": {"code", "message"}}`` with a 4xx status."""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+from ..errors import ProctorError
+
+log = logging.getLogger(__name__)
+
+
+def error_response(status: int, code: str, message: str):
+    response = jsonify({"error": {"code": code, "message": message}})
+    response.status_code = status
+    return response
+
+
+def register(app: Flask) -> None:
+    @app.errorhandler(ProctorError)
+    def _domain(err: ProctorError):
+        return error_response(err.status, err.code, err.message)
+
+    @app.errorhandler(HTTPException)
+    def _http(err: HTTPException):
+        code = (err.name or "error").lower().replace(" ", "_")
+        return error_response(err.code or 500, code, err.description or err.name)
+
+    @app.errorhandler(Exception)
+    def _unexpected(err: Exception):
+        log.exception("unhandled error")
+        return error_response(500, "internal_error", "internal server error")

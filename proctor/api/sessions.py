@@ -1,0 +1,118 @@
+"""Student calls on their session (heartbeat, segments, finish) and reading it back."""
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+
+from flask import Blueprint, jsonify, request, send_file
+
+from .. import presence, sessions, storage
+from ..config import settings
+from ..errors import BadRequest, Conflict, LengthRequired, NotFound, TooLarge, UnsupportedMediaType
+from .auth import require_session, require_teacher
+from .validation import Finish, parse
+
+bp = Blueprint("sessions", __name__, url_prefix="/api/sessions")
+
+SHA256_HEX = re.compile(r"^[0-9a-fA-F]{64}$")
+
+
+@bp.post("/<int:session_id>/heartbeat")
+def heartbeat(session_id: int):
+    require_session(session_id, teacher_ok=False)
+    presence.heartbeat(session_id)
+    return jsonify({"presence": "online", "server_time": datetime.now(timezone.utc).isoformat()})
+
+
+@bp.put("/<int:session_id>/segments/<seq>")
+def put_segment(session_id: int, seq: str):
+    require_session(session_id, teacher_ok=False)
+    upload = sessions.Upload(
+        seq=_seq(seq),
+        media_type=_media_type(),
+        length=_content_length(),
+        sha256=_claimed_sha256(),
+        captured_at=_captured_at(),
+    )
+    try:
+        created, info = sessions.store_segment(session_id, upload, request.stream)
+    except storage.IncompleteUpload as err:
+        raise BadRequest(f"{err}; nothing stored", code="incomplete_body") from None
+    info["next_seq"] = sessions.seq_summary(session_id)[0]
+    return jsonify(info), 201 if created else 200
+
+
+def _seq(raw: str) -> int:
+    if not raw.isdigit() or int(raw) > sessions.MAX_SEQ:
+        raise BadRequest(f"seq must be an integer from 0 to {sessions.MAX_SEQ}", code="invalid_seq")
+    return int(raw)
+
+
+def _media_type() -> str:
+    media_type = (request.mimetype or "").lower()
+    if media_type not in storage.EXTENSIONS:
+        allowed = ", ".join(storage.EXTENSIONS)
+        raise UnsupportedMediaType(f"Content-Type must be one of {allowed}")
+    return media_type
+
+
+def _content_length() -> int:
+    if request.content_length is None:
+        raise LengthRequired("a Content-Length header is required")
+    if request.content_length > settings().max_segment_bytes:
+        raise TooLarge(f"a segment may be at most {settings().max_segment_bytes} bytes")
+    if request.content_length == 0:
+        raise BadRequest("the segment is empty", code="empty_body")
+    return request.content_length
+
+
+def _claimed_sha256() -> str | None:
+    raw = request.headers.get("X-Content-SHA256")
+    if raw is None:
+        return None
+    if not SHA256_HEX.match(raw.strip()):
+        raise BadRequest("X-Content-SHA256 must be 64 hex digits", code="invalid_header")
+    return raw.strip().lower()
+
+
+def _captured_at() -> datetime | None:
+    raw = request.headers.get("X-Captured-At")
+    if raw is None:
+        return None
+    try:
+        ms = int(raw.strip())
+        return datetime.fromtimestamp(ms / 1000, timezone.utc)
+    except (ValueError, OverflowError, OSError):
+        raise BadRequest("X-Captured-At must be epoch milliseconds", code="invalid_header") from None
+
+
+@bp.get("/<int:session_id>")
+def get_session(session_id: int):
+    require_session(session_id, teacher_ok=True)
+    return jsonify(sessions.session_view(session_id))
+
+
+@bp.post("/<int:session_id>/finish")
+def finish(session_id: int):
+    require_session(session_id, teacher_ok=True)
+    body = parse(Finish, allow_empty=True)
+    return jsonify(sessions.finish(session_id, body.last_seq)), 202
+
+
+@bp.post("/<int:session_id>/merge")
+def merge_again(session_id: int):
+    require_teacher()
+    sessions.requeue_merge(session_id)
+    return jsonify(sessions.session_view(session_id)), 202
+
+
+@bp.get("/<int:session_id>/recording")
+def recording(session_id: int):
+    require_session(session_id, teacher_ok=True)
+    row = sessions.recording_row(session_id)
+    if row is None or row.status not in ("merged", "partial") or not row.path:
+        raise NotFound(f"session {session_id} has no merged recording yet")
+    path = settings().data_dir / row.path
+    if not path.is_file():
+        raise Conflict(f"the recording of session {session_id} is no longer on disk", code="recording_gone")
+    return send_file(path, conditional=True, etag=row.sha256, max_age=0)

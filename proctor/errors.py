@@ -1,0 +1,55 @@
+"""Domain errors, raised by the service modules and rendered by each front door.
+
+The token API renders them as ``{"error": {"code", "message"}}``; the legacy seat protocol as
+``{"status": "error", "message"}``. Both keep the HTTP status.
+"""
+from __future__ import annotations
+
+
+class ProctorError(Exception):
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, code: str | None = None, status: int | None = None):
+        super().__init__(message)
+        self.message = message
+        if code:
+            self.code = code
+        if status:
+            self.status = status
+
+
+class BadRequest(ProctorError):
+    status, code = 400, "bad_request"
+
+
+class Unauthorized(ProctorError):
+    status, code = 401, "unauthorized"
+
+
+class Forbidden(ProctorError):
+    status, code = 403, "forbidden"
+
+
+class NotFound(ProctorError):
+    status, code = 404, "not_found"
+
+
+class Conflict(ProctorError):
+    status, code = 409, "conflict"
+
+
+class LengthRequired(ProctorError):
+    status, code = 411, "length_required"
+
+
+class TooLarge(ProctorError):
+    status, code = 413, "too_large"
+
+
+class UnsupportedMediaType(ProctorError):
+    status, code = 415, "unsupported_media_type"
+
+
+class Unavailable(ProctorError):
+    status, code = 503, "unavailable"

@@ -1,0 +1,48 @@
+"""Handing work to the Celery workers.
+
+The web app sends tasks by name so it never imports the task bodies (and FFmpeg machinery). A
+failure to reach the broker is logged, not raised: the finish is already in the database, and the
+reconcile task queues every finished session that has no live merge.
+
+A ``merge:queued:<sid>`` marker in Redis says a merge message is in the queue; the task clears
+it when it starts. Reconcile uses it to tell "waiting in a long backlog" from "lost".
+"""
+from __future__ import annotations
+
+import logging
+import uuid
+
+from . import redis_client
+
+log = logging.getLogger(__name__)
+
+MERGE_TASK = "celery_tasks.merge_videos_task"
+MERGE_QUEUE = "video_merge"
+MARKER_TTL_S = 7 * 24 * 3600
+
+
+def queued_marker(session_id: int) -> str:
+    return redis_client.key("merge", "queued", session_id)
+
+
+def enqueue_merge(session_id: int, countdown: float | None = None) -> str | None:
+    from celery_config import celery_app
+
+    task_id = uuid.uuid4().hex
+    try:
+        redis_client.client().set(queued_marker(session_id), task_id, ex=MARKER_TTL_S)
+        celery_app.send_task(
+            MERGE_TASK, args=[session_id], queue=MERGE_QUEUE, countdown=countdown, task_id=task_id
+        )
+    except Exception:  # noqa: BLE001 - any broker failure; reconcile_task recovers it
+        log.exception("could not queue the merge of session %s; reconcile will retry", session_id)
+        return None
+    return task_id
+
+
+def is_queued(session_id: int) -> bool:
+    return bool(redis_client.client().exists(queued_marker(session_id)))
+
+
+def clear_queued(session_id: int) -> None:
+    redis_client.client().delete(queued_marker(session_id))

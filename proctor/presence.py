@@ -1,0 +1,166 @@
+"""Who is online, kept in Redis so a heartbeat never writes to the database.
+
+A sorted set holds every active, online session scored by its last heartbeat (epoch seconds).
+The status check takes the stale end of it by score (cost grows with what changed, not with how
+many students are connected), moves those sessions to an ``offline`` set and records the change in
+the database. The next heartbeat of an offline session finds it in that set and records it
+back online. Last-heartbeat times reach the database in batches from the status check.
+"""
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+
+from sqlalchemy import bindparam, select, update
+
+from . import redis_client
+from .db import engine, presence_events, sessions, utcnow
+
+# Only sessions whose heartbeat is still older than the cutoff move, atomically, so a heartbeat
+# arriving during the sweep is never lost.
+_SWEEP = """
+local moved = {}
+for _, sid in ipairs(redis.call('zrangebyscore', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])) do
+  redis.call('zrem', KEYS[1], sid)
+  redis.call('sadd', KEYS[2], sid)
+  table.insert(moved, sid)
+end
+return moved
+"""
+
+
+def _keys() -> tuple[str, str]:
+    return redis_client.key("presence", "heartbeats"), redis_client.key("presence", "offline")
+
+
+def track(session_id: int, now: float | None = None) -> None:
+    """Start (or resume) presence tracking of a session, as online."""
+    hb, offline = _keys()
+    pipe = redis_client.client().pipeline()
+    pipe.zadd(hb, {str(session_id): now or time.time()})
+    pipe.srem(offline, str(session_id))
+    pipe.execute()
+
+
+def forget(session_id: int) -> None:
+    """Stop tracking a session that has finished."""
+    hb, offline = _keys()
+    pipe = redis_client.client().pipeline()
+    pipe.zrem(hb, str(session_id))
+    pipe.srem(offline, str(session_id))
+    pipe.execute()
+
+
+def heartbeat(session_id: int) -> None:
+    hb, offline = _keys()
+    pipe = redis_client.client().pipeline()
+    pipe.zadd(hb, {str(session_id): time.time()})
+    pipe.srem(offline, str(session_id))
+    _, was_offline = pipe.execute()
+    if was_offline:
+        record_change([session_id], "online")
+
+
+def last_seen(session_ids: list[int]) -> dict[int, datetime]:
+    """Freshest heartbeat times from Redis (the database lags by up to one status check)."""
+    if not session_ids:
+        return {}
+    hb, _ = _keys()
+    scores = redis_client.client().zmscore(hb, [str(s) for s in session_ids])
+    return {
+        sid: datetime.fromtimestamp(score, timezone.utc)
+        for sid, score in zip(session_ids, scores)
+        if score is not None
+    }
+
+
+def insert_event(conn, session_id: int, kind: str, at: datetime) -> None:
+    conn.execute(presence_events.insert().values(session_id=session_id, kind=kind, at=at))
+
+
+def record_change(session_ids: list[int], kind: str) -> list[int]:
+    """Write a presence change and its events; returns the sessions whose presence really changed."""
+    changed = []
+    now = utcnow()
+    with engine().begin() as conn:
+        for sid in session_ids:
+            result = conn.execute(
+                update(sessions)
+                .where(sessions.c.id == sid, sessions.c.presence != kind)
+                .values(presence=kind)
+            )
+            if result.rowcount:
+                changed.append(sid)
+        if changed:
+            conn.execute(
+                presence_events.insert(), [{"session_id": s, "kind": kind, "at": now} for s in changed]
+            )
+    return changed
+
+
+def sweep_offline(offline_after_s: int, now: float | None = None, batch: int = 10000) -> list[int]:
+    """Mark sessions silent for longer than ``offline_after_s`` offline; returns them."""
+    hb, offline = _keys()
+    cutoff = (now or time.time()) - offline_after_s
+    moved: list[int] = []
+    while True:
+        chunk = redis_client.client().eval(_SWEEP, 2, hb, offline, cutoff, batch)
+        moved.extend(int(s) for s in chunk)
+        if len(chunk) < batch:
+            break
+    if moved:
+        record_change(moved, "offline")
+    return moved
+
+
+def flush_heartbeats(now: float | None = None) -> int:
+    """Write the last-heartbeat times that changed since the previous flush, in one batch."""
+    hb, _ = _keys()
+    mark = redis_client.key("presence", "flushed_at")
+    r = redis_client.client()
+    now = now or time.time()
+    since = r.get(mark) or "-inf"
+    changed = r.zrangebyscore(hb, f"({since}" if since != "-inf" else since, now, withscores=True)
+    if changed:
+        stmt = (
+            update(sessions)
+            .where(sessions.c.id == bindparam("sid"))
+            .values(last_heartbeat_at=bindparam("at"))
+        )
+        with engine().begin() as conn:
+            conn.execute(
+                stmt,
+                [
+                    {"sid": int(sid), "at": datetime.fromtimestamp(score, timezone.utc)}
+                    for sid, score in changed
+                ],
+            )
+    r.set(mark, now)
+    return len(changed)
+
+
+def reseed_if_lost() -> int:
+    """After a Redis restart that lost the presence keys, rebuild them from the database.
+
+    A marker key tells whether the sets are the ones this process family built; without it, every
+    active session is put back with its last known heartbeat so silence is still detected.
+    """
+    hb, offline = _keys()
+    marker = redis_client.key("presence", "seeded")
+    r = redis_client.client()
+    if r.exists(marker):
+        return 0
+    with engine().connect() as conn:
+        rows = conn.execute(
+            select(sessions.c.id, sessions.c.presence, sessions.c.last_heartbeat_at, sessions.c.joined_at)
+            .where(sessions.c.state == "active")
+        ).all()
+    pipe = r.pipeline()
+    for sid, presence, last_hb, joined in rows:
+        if presence == "offline":
+            pipe.sadd(offline, str(sid))
+        else:
+            pipe.zadd(hb, {str(sid): (last_hb or joined).timestamp()}, nx=True)
+    pipe.set(marker, "1")
+    pipe.execute()
+    return len(rows)

@@ -1,0 +1,121 @@
+"""Files on disk: where segments and recordings live and how an upload reaches its place.
+
+The server names every file itself. An upload streams into a temporary file in the destination
+directory while its SHA-256 is computed, is fsynced, and only then linked into place, so a cut
+upload leaves nothing visible and memory per upload stays at one chunk.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from .config import settings
+
+CHUNK = 256 * 1024
+TMP_PREFIX = ".tmp-"
+
+EXTENSIONS = {"video/webm": "webm", "video/mp4": "mp4", "video/mp2t": "ts"}
+
+
+class IncompleteUpload(Exception):
+    """The body ended before Content-Length bytes arrived."""
+
+
+@dataclass(frozen=True)
+class StagedFile:
+    path: Path
+    size: int
+    sha256: str
+
+
+def segment_dir(session_id: int) -> Path:
+    return settings().segments_dir / str(session_id)
+
+
+def segment_path(session_id: int, seq: int, media_type: str) -> Path:
+    return segment_dir(session_id) / f"{seq:06d}.{EXTENSIONS[media_type]}"
+
+
+def recording_base(session_id: int) -> Path:
+    """Where a session's merged recording goes (the merge picks the suffix from the container)."""
+    return settings().recordings_dir / f"session-{session_id}"
+
+
+def fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def stage_stream(stream: BinaryIO, directory: Path, length: int) -> StagedFile:
+    """Copy exactly ``length`` bytes of ``stream`` into a fsynced temporary file in ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=TMP_PREFIX, dir=directory)
+    digest = hashlib.sha256()
+    remaining = length
+    try:
+        with os.fdopen(fd, "wb") as out:
+            while remaining > 0:
+                chunk = stream.read(min(CHUNK, remaining))
+                if not chunk:
+                    raise IncompleteUpload(f"body ended {remaining} bytes short of Content-Length")
+                digest.update(chunk)
+                out.write(chunk)
+                remaining -= len(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+    except BaseException:
+        discard(Path(name))
+        raise
+    return StagedFile(Path(name), length, digest.hexdigest())
+
+
+def publish(staged: StagedFile, final: Path) -> bool:
+    """Give the staged file its final name unless one is already there.
+
+    Returns False (and leaves both files alone) when ``final`` exists; a hard link fails atomically
+    in that case, where a rename would silently replace the other upload.
+    """
+    try:
+        os.link(staged.path, final)
+    except FileExistsError:
+        return False
+    discard(staged.path)
+    fsync_dir(final.parent)
+    return True
+
+
+def replace(staged: StagedFile, final: Path) -> None:
+    os.replace(staged.path, final)
+    fsync_dir(final.parent)
+
+
+def discard(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_writable() -> None:
+    """Raise OSError unless a file can be written and synced in the data directory."""
+    directory = settings().data_dir
+    directory.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(prefix=TMP_PREFIX, dir=directory) as fh:
+        fh.write(b"ok")
+        fh.flush()
+        os.fsync(fh.fileno())
