@@ -6,7 +6,7 @@ purpose; the comment on each says why.
 from __future__ import annotations
 
 from celery import Celery
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from proctor.config import settings
 
@@ -24,9 +24,14 @@ celery_app = Celery("proctor", broker=cfg.redis_url, backend=cfg.redis_url, incl
 celery_app.conf.update(
     # Explicit queues and routes, and nothing auto-created: a task can only land in a queue that a
     # worker started by scripts/ or systemd/ reads.
-    task_queues=(Queue(STATUS_QUEUE), Queue(MERGE_QUEUE)),
+    task_queues=(
+        Queue(STATUS_QUEUE, Exchange(STATUS_QUEUE), routing_key=STATUS_QUEUE),
+        Queue(MERGE_QUEUE, Exchange(MERGE_QUEUE), routing_key=MERGE_QUEUE),
+    ),
     task_create_missing_queues=False,
     task_default_queue=MERGE_QUEUE,
+    task_default_exchange=MERGE_QUEUE,
+    task_default_routing_key=MERGE_QUEUE,
     task_routes={
         "celery_tasks.status_check_task": {"queue": STATUS_QUEUE},
         "celery_tasks.reconcile_task": {"queue": STATUS_QUEUE},

@@ -6,17 +6,18 @@ housekeeping in ``proctor.housekeeping``.
 from __future__ import annotations
 
 import random
+import time
 
 from celery.utils.log import get_task_logger
 
 from celery_config import celery_app
-from proctor import housekeeping, merge, status
+from proctor import housekeeping, merge, metrics, status
 from proctor.config import settings
 
 log = get_task_logger(__name__)
 
 
-@celery_app.task(name="celery_tasks.status_check_task", ignore_result=True)
+@celery_app.task(name="celery_tasks.status_check_task")
 def status_check_task() -> dict:
     """Every 30 s: move exams along their schedule and mark silent students offline."""
     result = status.run_status_check()
@@ -31,9 +32,11 @@ def merge_videos_task(self, session_id: int) -> dict:
     def report_progress(fraction: float) -> None:
         self.update_state(state="PROGRESS", meta={"session_id": session_id, "progress": round(fraction, 3)})
 
+    started = time.monotonic()
     try:
         outcome = merge.merge_session(int(session_id), on_progress=report_progress)
     except merge.Transient as err:
+        metrics.MERGES.labels("retry").inc()
         attempts = merge.attempts(int(session_id))
         if attempts >= settings().merge_max_attempts:
             merge.fail(int(session_id), f"{err} (after {attempts} attempts)")
@@ -42,6 +45,9 @@ def merge_videos_task(self, session_id: int) -> dict:
         countdown = (2 ** attempts) * 5 + random.uniform(0, 5)
         log.warning("merge of session %s failed (%s); retry in %.0fs", session_id, err, countdown)
         raise self.retry(exc=err, countdown=countdown) from err
+    metrics.MERGES.labels(outcome.status).inc()
+    if outcome.status in ("merged", "partial", "failed"):
+        metrics.MERGE_SECONDS.observe(time.monotonic() - started)
     log.info("merge of session %s: %s", session_id, outcome.as_dict())
     return outcome.as_dict()
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from flask import Flask
 
+from . import metrics
 from .config import settings
 from .logs import configure_logging, install_request_ids
 
@@ -18,6 +19,7 @@ def create_app() -> Flask:
     cfg.recordings_dir.mkdir(parents=True, exist_ok=True)
 
     install_request_ids(app)
+    metrics.install(app)
 
     from . import api
 

@@ -153,8 +153,6 @@ def server():
 
 
 def start_worker(queue: str, concurrency: int, name: str) -> Process:
-    from celery_config import celery_app
-
     proc = Process(
         [
             str(BIN / "celery"), "-A", "celery_config.celery_app", "worker",
@@ -163,6 +161,11 @@ def start_worker(queue: str, concurrency: int, name: str) -> Process:
         ],
         f"worker-{name}.log",
     ).start()
+    return wait_worker_ready(proc, name)
+
+
+def wait_worker_ready(proc: Process, name: str) -> Process:
+    from celery_config import celery_app
 
     def answers():
         if not proc.alive():

@@ -1,7 +1,7 @@
 """The token API's blueprints."""
 from flask import Flask
 
-from . import errors, exams, health, sessions
+from . import errors, exams, health, ops, sessions
 
 
 def register(app: Flask) -> None:
@@ -9,3 +9,4 @@ def register(app: Flask) -> None:
     app.register_blueprint(health.bp)
     app.register_blueprint(exams.bp)
     app.register_blueprint(sessions.bp)
+    app.register_blueprint(ops.bp)

@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 from flask import Blueprint, jsonify, request, send_file
 
-from .. import presence, sessions, storage
+from .. import metrics, presence, sessions, storage
 from ..config import settings
 from ..errors import BadRequest, Conflict, LengthRequired, NotFound, TooLarge, UnsupportedMediaType
 from .auth import require_session, require_teacher
@@ -21,6 +21,7 @@ SHA256_HEX = re.compile(r"^[0-9a-fA-F]{64}$")
 def heartbeat(session_id: int):
     require_session(session_id, teacher_ok=False)
     presence.heartbeat(session_id)
+    metrics.HEARTBEATS.inc()
     return jsonify({"presence": "online", "server_time": datetime.now(timezone.utc).isoformat()})
 
 
@@ -38,6 +39,8 @@ def put_segment(session_id: int, seq: str):
         created, info = sessions.store_segment(session_id, upload, request.stream)
     except storage.IncompleteUpload as err:
         raise BadRequest(f"{err}; nothing stored", code="incomplete_body") from None
+    if created:
+        metrics.UPLOAD_BYTES.inc(upload.length)
     info["next_seq"] = sessions.seq_summary(session_id)[0]
     return jsonify(info), 201 if created else 200
 

@@ -1,0 +1,86 @@
+"""Prometheus metrics (``GET /metrics``).
+
+Counters and histograms are observed where things happen (requests in the web app, merges in the
+merge worker). With several Gunicorn workers and Celery processes, prometheus_client's
+multiprocess mode aggregates them: every process gets the same PROMETHEUS_MULTIPROC_DIR (the start
+scripts and systemd units set it). Figures that live in Redis or the database (queue depth, the
+last status check, sessions by state) are read at scrape time by a collector instead.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+from flask import Flask, Response, g, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
+
+REQUESTS = Counter("proctor_http_requests_total", "HTTP requests", ["method", "endpoint", "status"])
+LATENCY = Histogram(
+    "proctor_http_request_duration_seconds", "HTTP request latency", ["endpoint"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+)
+UPLOAD_BYTES = Counter("proctor_upload_bytes_total", "Bytes of segments stored")
+HEARTBEATS = Counter("proctor_heartbeats_total", "Heartbeats received")
+MERGES = Counter("proctor_merges_total", "Merge runs by outcome", ["outcome"])
+MERGE_SECONDS = Histogram(
+    "proctor_merge_duration_seconds", "Duration of merge runs",
+    buckets=(1, 2, 5, 10, 30, 60, 120, 300, 600, 1200, 1800),
+)
+
+
+class _LiveFigures:
+    """Read at scrape time: queue depth and the last status check."""
+
+    def collect(self):
+        from . import stats
+
+        depth = GaugeMetricFamily("proctor_queue_depth", "Messages waiting in a Celery queue", labels=["queue"])
+        for queue, length in stats.queue_backlog().items():
+            depth.add_metric([queue], length)
+        yield depth
+        last = stats.status_last_run() or {}
+        yield GaugeMetricFamily(
+            "proctor_status_check_duration_seconds", "Duration of the last status check",
+            value=float(last.get("duration_s") or 0),
+        )
+
+
+def registry() -> CollectorRegistry:
+    reg = CollectorRegistry()
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        MultiProcessCollector(reg)
+    else:
+        from prometheus_client import REGISTRY
+
+        reg = REGISTRY
+    return reg
+
+
+def install(app: Flask) -> None:
+    @app.before_request
+    def _start_timer():
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def _observe(response):
+        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+        REQUESTS.labels(request.method, endpoint, str(response.status_code)).inc()
+        if "started" in g:
+            LATENCY.labels(endpoint).observe(time.perf_counter() - g.started)
+        return response
+
+    @app.get("/metrics")
+    def metrics():
+        body = generate_latest(registry())
+        live = CollectorRegistry()
+        live.register(_LiveFigures())
+        body += generate_latest(live)
+        return Response(body, mimetype=CONTENT_TYPE_LATEST)

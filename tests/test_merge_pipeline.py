@@ -1,0 +1,208 @@
+"""Finish over HTTP → a real Celery merge worker → one verified recording.
+
+Media is generated with FFmpeg's lavfi sources; the worker runs FFmpeg for real.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from tests.client import sha256
+from tests.conftest import start_worker, wait_until, wait_worker_ready
+from tests.media_helpers import ffprobe_streams, make_clip, make_garbage, make_mediarecorder_chunks
+
+DATA = Path(os.environ["PROCTOR_DATA_DIR"])
+
+
+def finish(api, s, last_seq=None):
+    body = {} if last_seq is None else {"last_seq": last_seq}
+    r = api.post(f"/api/sessions/{s['session_id']}/finish", s["token"], json=body)
+    assert r.status_code == 202, r.text
+
+
+def wait_for_state(api, s, states, timeout=90):
+    return wait_until(
+        lambda: (v := api.session(s))["state"] in states and v,
+        timeout=timeout,
+        interval=0.3,
+        what=f"session {s['session_id']} to reach {states}",
+    )
+
+
+def segment_files(session_id: int) -> list[Path]:
+    d = DATA / "segments" / str(session_id)
+    return sorted(d.iterdir()) if d.exists() else []
+
+
+def download(api, s) -> Path:
+    r = api.get(f"/api/sessions/{s['session_id']}/recording", s["token"])
+    assert r.status_code == 200, r.text
+    path = DATA.parent / f"download-{s['session_id']}.bin"
+    path.write_bytes(r.content)
+    return path
+
+
+def duration(path: Path) -> float:
+    return float(ffprobe_streams(path)["format"]["duration"])
+
+
+def test_mp4_segments_out_of_order(api, merge_worker, tmp_path):
+    exam = api.create_exam()
+    s = api.join(exam["id"], "mp4-student")
+    clips = [make_clip(tmp_path / f"c{i}.mp4", seconds=1.0) for i in range(4)]
+    for seq in (2, 0, 3, 1):  # the network reorders uploads
+        data = clips[seq].read_bytes()
+        r = api.upload(s, seq, data, "video/mp4", **{"X-Content-SHA256": sha256(data)})
+        assert r.status_code == 201
+    finish(api, s, last_seq=3)
+    view = wait_for_state(api, s, {"merged", "partial", "failed"})
+    assert view["state"] == "merged", view
+    rec = view["recording"]
+    assert rec["gaps"] == [] and rec["progress"] == 1.0
+    assert rec["report"]["segments_used"] == [0, 1, 2, 3]
+    assert abs(rec["duration"] - 4.0) <= 0.2
+
+    out = download(api, s)
+    assert sha256(out.read_bytes()) == rec["sha256"]
+    assert abs(duration(out) - 4.0) <= 0.2
+    assert segment_files(s["session_id"]) == []  # deleted only after the verified recording
+
+    # Range requests let a browser seek.
+    r = api.get(f"/api/sessions/{s['session_id']}/recording", "teacher", headers={"Range": "bytes=0-99"})
+    assert r.status_code == 206 and len(r.content) == 100
+
+    # Another student may not watch it.
+    other = api.join(exam["id"], "nosy")
+    assert api.get(f"/api/sessions/{s['session_id']}/recording", other["token"]).status_code == 403
+
+
+def test_mediarecorder_chunks(api, merge_worker, tmp_path):
+    exam = api.create_exam()
+    s = api.join(exam["id"], "browser-student")
+    chunks = make_mediarecorder_chunks(tmp_path, seconds=3.0, n_chunks=5)
+    for seq, chunk in enumerate(chunks):
+        assert api.upload(s, seq, chunk.read_bytes(), "video/webm").status_code == 201
+    finish(api, s)
+    view = wait_for_state(api, s, {"merged", "partial", "failed"})
+    assert view["state"] == "merged", view
+    assert view["recording"]["report"]["method"] == "bytes-remux"
+    assert abs(view["recording"]["duration"] - 3.0) <= 0.3
+
+
+def test_resolution_change_and_corrupt_segment(api, merge_worker, tmp_path):
+    exam = api.create_exam()
+    s = api.join(exam["id"], "mixed-student")
+    parts = [
+        make_clip(tmp_path / "a.mp4", seconds=1.0, size="320x240"),
+        make_garbage(tmp_path / "b.mp4"),
+        make_clip(tmp_path / "c.mp4", seconds=1.0, size="640x360"),
+    ]
+    for seq, path in enumerate(parts):
+        assert api.upload(s, seq, path.read_bytes(), "video/mp4").status_code == 201
+    finish(api, s, last_seq=2)
+    view = wait_for_state(api, s, {"merged", "partial", "failed"})
+    assert view["state"] == "partial", view
+    rec = view["recording"]
+    assert rec["report"]["method"] == "reencode"
+    assert [x["seq"] for x in rec["report"]["skipped"]] == [1]
+    out = download(api, s)
+    streams = [st for st in ffprobe_streams(out)["streams"] if st["codec_type"] == "video"]
+    assert len(streams) == 1
+    assert abs(duration(out) - 2.0) <= 0.3
+    # The unreadable segment is kept for inspection; the merged ones are gone.
+    assert [p.name for p in segment_files(s["session_id"])] == ["000001.mp4"]
+
+
+def test_missing_seq_becomes_gap_after_grace(api, merge_worker, tmp_path):
+    exam = api.create_exam()
+    s = api.join(exam["id"], "gappy")
+    for seq in (0, 2):
+        api.upload(s, seq, make_clip(tmp_path / f"g{seq}.mp4").read_bytes(), "video/mp4")
+    finish(api, s, last_seq=2)
+    view = wait_for_state(api, s, {"merged", "partial", "failed"})
+    assert view["state"] == "partial"
+    assert view["recording"]["gaps"] == [1]
+    assert view["missing"] == [1]
+
+
+def test_late_segment_within_grace_is_merged(api, merge_worker, tmp_path):
+    exam = api.create_exam()
+    s = api.join(exam["id"], "late-seg")
+    clips = [make_clip(tmp_path / f"l{i}.mp4") for i in range(2)]
+    api.upload(s, 0, clips[0].read_bytes(), "video/mp4")
+    finish(api, s, last_seq=1)
+    assert api.upload(s, 1, clips[1].read_bytes(), "video/mp4").status_code == 201
+    view = wait_for_state(api, s, {"merged", "partial", "failed"})
+    assert view["state"] == "merged" and view["recording"]["gaps"] == []
+
+
+def test_unreadable_session_fails_keeps_segments_and_can_be_requeued(api, merge_worker, tmp_path):
+    exam = api.create_exam()
+    s = api.join(exam["id"], "broken")
+    api.upload(s, 0, make_garbage(tmp_path / "x.mp4").read_bytes(), "video/mp4")
+    finish(api, s)
+    view = wait_for_state(api, s, {"merged", "partial", "failed"})
+    assert view["state"] == "failed" and view["recording"]["error"]
+    assert len(segment_files(s["session_id"])) == 1
+
+    assert api.post(f"/api/sessions/{s['session_id']}/merge", s["token"]).status_code == 403
+    r = api.post(f"/api/sessions/{s['session_id']}/merge", "teacher")
+    assert r.status_code == 202
+    view = wait_for_state(api, s, {"failed"}, timeout=60)
+    assert view["recording"]["attempts"] == 1  # counted afresh
+    assert len(segment_files(s["session_id"])) == 1
+    # A merged session cannot be re-queued.
+    assert api.post("/api/sessions/999999/merge", "teacher").status_code == 404
+
+
+def test_duplicate_delivery_yields_one_recording(api, merge_worker, tmp_path):
+    from celery_config import celery_app
+
+    exam = api.create_exam()
+    s = api.join(exam["id"], "dup")
+    for seq in range(2):
+        api.upload(s, seq, make_clip(tmp_path / f"d{seq}.mp4").read_bytes(), "video/mp4")
+    finish(api, s)
+    extra = [celery_app.send_task("celery_tasks.merge_videos_task", args=[s["session_id"]], queue="video_merge") for _ in range(2)]
+    results = [r.get(timeout=90) for r in extra]
+    assert all(r["status"] in {"merged", "skipped"} for r in results), results
+    view = wait_for_state(api, s, {"merged"})
+    recordings = list((DATA / "recordings").glob(f"session-{s['session_id']}.*"))
+    assert len(recordings) == 1
+    assert view["recording"]["attempts"] == 1
+
+
+def test_sigkill_mid_merge_ends_in_one_recording(api, merge_worker, tmp_path):
+    """Kill the whole merge worker with SIGKILL during FFmpeg; after a restart and a reconcile run
+    there is exactly one verified recording."""
+    from proctor import merge
+
+    merge_worker.stop()  # this test needs the only merge worker to be the one it kills
+    exam = api.create_exam()
+    s = api.join(exam["id"], "killed")
+    # A resolution change forces a re-encode: slow enough to be killed in the middle.
+    for seq in range(6):
+        size = "1280x720" if seq % 2 else "960x540"
+        clip = make_clip(tmp_path / f"k{seq}.mp4", seconds=4.0, size=size, rate=25, audio=False)
+        api.upload(s, seq, clip.read_bytes(), "video/mp4")
+    finish(api, s)
+
+    victim = start_worker("video_merge", 1, "victim")
+    wait_for_state(api, s, {"merging"}, timeout=60)
+    victim.kill()
+    assert api.session(s)["state"] == "merging"
+    assert not list((DATA / "recordings").glob(f"session-{s['session_id']}.*"))
+
+    survivor = start_worker("video_merge", 1, "survivor")
+    try:
+        # The reconcile task re-queues it once the dead worker's lease has lapsed.
+        wait_until(lambda: s["session_id"] in merge.reconcile(stale_after_s=0)["requeued"],
+                   timeout=merge.LEASE_TTL_S + 15, interval=1, what="reconcile to re-queue")
+        view = wait_for_state(api, s, {"merged", "partial", "failed"}, timeout=180)
+    finally:
+        survivor.stop()
+        wait_worker_ready(merge_worker.start(), "merge-test")
+    assert view["state"] == "merged", view
+    assert view["recording"]["attempts"] == 2
+    assert len(list((DATA / "recordings").glob(f"session-{s['session_id']}.*"))) == 1
+    assert not list((DATA / "recordings").glob(".tmp-*"))
