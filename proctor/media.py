@@ -11,16 +11,21 @@ How a merge goes (``merge_segments``):
 2. Every segment is probed with ffprobe; the container is never guessed from the file name.
    Segments are grouped into *parts*:
 
-   * a readable file starts a new part;
+   * a readable file (with a video stream) starts a new part;
    * an unreadable file right after an *open-ended* head (a live WebM without a Duration, or a
      fragmented MP4 - what browsers' ``MediaRecorder`` emits) that does not itself start with a
-     container header is a time-sliced continuation chunk: its bytes are appended to the head's;
-   * anything else unreadable is skipped and listed in ``skipped``.
+     container header is a time-sliced continuation chunk: its bytes are appended to the head's.
+     If the joined stream's timestamps jump back at a chunk, that chunk and the rest belong to a
+     later recording whose header chunk is missing: they are cut off and skipped (left on disk)
+     rather than glued on;
+   * anything else unreadable is skipped. ``skipped`` entries are
+     ``{"seq", "path", "reason"}``.
 
-3. The method:
+3. The method (``MergeReport.method``):
 
-   * ``"bytes-remux"`` - the parts include MediaRecorder chunk streams, whose joined bytes are
-     remuxed with stream copy (``-fflags +genpts``);
+   * ``"bytes-remux"`` - the parts include MediaRecorder streams (byte-joined chunks, or a
+     single open-ended file), remuxed with stream copy (``-fflags +genpts``); several such
+     streams, e.g. after the recorder restarted, are joined with the concat demuxer;
    * ``"concat-copy"`` - self-contained files with identical stream parameters, joined by the
      concat demuxer with stream copy;
    * ``"reencode"`` - codecs, resolutions, extradata or containers differ (or a copy attempt
@@ -38,7 +43,14 @@ actually written is ``MergeReport.output``.
 
 Uploaded files are hostile input for a complex decoder: ffmpeg gets argument lists (never a
 shell), ``file:`` URLs only (``-protocol_whitelist file``), only the three container demuxers we
-accept (``-format_whitelist``), and a deadline after which it is killed.
+accept (``-format_whitelist``), and a deadline after which it is killed. On Linux ffmpeg also
+dies with the worker process that started it (``PR_SET_PDEATHSIG``), so a SIGKILLed Celery
+worker leaves no orphan encoding on; its ``.tmp-<output stem>-*`` files remain for a sweeper.
+
+Known limits: a headerless file of random bytes *inside* a MediaRecorder stream cannot be told
+from a real chunk; it is appended (the demuxer resyncs past it) and counted as used. A resolution
+change inside one MediaRecorder stream is copied as it is. A self-contained file whose index
+promises more media than it holds fails verification, and with it the merge (MediaError).
 
 Errors: ``MediaError`` means this input cannot produce a recording (retrying will not help);
 ``MediaTimeout`` means the deadline passed (a retry may succeed on a less loaded machine). An
@@ -47,7 +59,11 @@ input.
 """
 from __future__ import annotations
 
+import bisect
 import collections
+import contextlib
+import ctypes
+import functools
 import hashlib
 import json
 import math
@@ -55,11 +71,12 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import subprocess
 import threading
 import time
-from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -75,7 +92,7 @@ __all__ = [
     "merge_directory",
 ]
 
-TMP_PREFIX = ".tmp-"
+from .storage import TMP_PREFIX  # noqa: E402 - one naming rule for all scratch files
 PROBE_TIMEOUT = 60.0
 HASH_CHUNK = 1024 * 1024
 # Demuxers an upload may be opened with; everything else (HLS playlists, images, raw streams...)
@@ -89,6 +106,11 @@ MP4_AUDIO = {None, "aac", "mp3", "opus"}
 REENCODE_VIDEO = ["-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p"]
 REENCODE_AUDIO = ["-c:a", "aac", "-b:a", "128k"]
 STDERR_TAIL = 30
+# Within one stream, packets in file order are in timestamp order give or take B-frame
+# reordering; a jump back further than this means a different recording.
+RESTART_SLACK = 1.0
+RESTART_REASON = ("timestamps restart: continuation chunk of a later recording whose header "
+                  "chunk is missing")
 
 
 class MediaError(Exception):
@@ -169,7 +191,36 @@ class _Deadline:
 def _url(path: Path) -> str:
     # "file:" keeps a name containing ":" or starting with "-" from being read as a protocol
     # or an option.
-    return f"file:{Path(path).resolve()}"
+    return f"file:{os.path.abspath(path)}"
+
+
+def _load_prctl():
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux
+        return None
+
+
+_PRCTL = _load_prctl()
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent: int) -> None:
+    """Runs in the child before exec: if the worker is SIGKILLed, ffmpeg goes with it.
+
+    Otherwise an orphaned ffmpeg keeps burning CPU on a merge nobody waits for, while the
+    retried merge starts another one. (Linux signals the death of the *thread* that started the
+    child; the merge waits for its children in that thread, so that is never too early.)
+    """
+    _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _child_options() -> dict:
+    if _PRCTL is None:
+        return {}
+    return {"preexec_fn": functools.partial(_die_with_parent, os.getpid())}
 
 
 def _input_guard(*extra_formats: str) -> list[str]:
@@ -194,7 +245,7 @@ def _stream_lines(cmd: list[str], timeout: float) -> Iterator[str]:
     _CommandFailed on a non-zero exit.
     """
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+                            stderr=subprocess.PIPE, **_child_options())
     tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL)
     drain = threading.Thread(target=_drain, args=(proc.stderr, tail), daemon=True)
     drain.start()
@@ -219,7 +270,7 @@ def _stream_lines(cmd: list[str], timeout: float) -> Iterator[str]:
         proc.stdout.close()
         drain.join(timeout=5)
     if expired.is_set():
-        raise MediaTimeout(f"{Path(cmd[0]).name} killed after {timeout:.0f}s")
+        raise MediaTimeout(f"{Path(cmd[0]).name} killed at the time limit ({timeout:.1f}s left)")
     if proc.returncode != 0:
         raise _CommandFailed(_last_error(tail))
 
@@ -243,9 +294,10 @@ def probe(path: Path, *, ffprobe: str = "ffprobe", timeout: float = PROBE_TIMEOU
     cmd = [ffprobe, "-v", "error", *_input_guard(), "-show_format", "-show_streams",
            "-show_data_hash", "sha256", "-of", "json", _url(path)]
     try:
-        done = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
+        done = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout,
+                              **_child_options())
     except subprocess.TimeoutExpired:
-        raise MediaTimeout(f"ffprobe timed out after {timeout:.0f}s") from None
+        raise MediaTimeout(f"ffprobe killed at the time limit ({timeout:.1f}s)") from None
     if done.returncode != 0:
         raise MediaError(_last_error(done.stderr.decode("utf-8", "replace").splitlines()))
     try:
@@ -294,22 +346,28 @@ def _int_or_none(value) -> int | None:
         return None
 
 
-def _packet_span(path: Path, ffprobe: str, timeout: float) -> float | None:
-    """Duration from the packets themselves, for live streams whose header has none."""
+def _scan_packets(path: Path, ffprobe: str,
+                  timeout: float) -> Iterator[tuple[str, float, float, int | None]]:
+    """(stream, pts, end, byte position) of every packet, in file order, without decoding."""
     cmd = [ffprobe, "-v", "error", *_input_guard(), "-show_entries",
-           "packet=pts_time,duration_time", "-of", "csv=p=0", _url(path)]
+           "packet=stream_index,pts_time,duration_time,pos", "-of", "compact=p=0", _url(path)]
+    with contextlib.closing(_stream_lines(cmd, timeout)) as lines:
+        for line in lines:
+            fields = dict(item.partition("=")[::2] for item in line.split("|"))
+            pts = _float_or_none(fields.get("pts_time", ""))
+            if pts is None:
+                continue
+            end = pts + (_float_or_none(fields.get("duration_time", "")) or 0.0)
+            yield fields.get("stream_index", ""), pts, end, _int_or_none(fields.get("pos"))
+
+
+def _packet_span(path: Path, ffprobe: str, timeout: float) -> float:
+    """Duration from the packets themselves, for live streams whose header has none."""
     start = end = None
-    for line in _stream_lines(cmd, timeout):
-        fields = line.split(",")
-        pts = _float_or_none(fields[0])
-        if pts is None:
-            continue
-        dur = _float_or_none(fields[1]) if len(fields) > 1 else None
+    for _, pts, stop, _ in _scan_packets(path, ffprobe, timeout):
         start = pts if start is None else min(start, pts)
-        end = max(end or pts, pts + (dur or 0.0))
-    if start is None or end is None or end <= start:
-        return None
-    return end - start
+        end = stop if end is None else max(end, stop)
+    return 0.0 if start is None else max(end - start, 0.0)
 
 
 def _float_or_none(value: str) -> float | None:
@@ -323,7 +381,7 @@ def _float_or_none(value: str) -> float | None:
 def _measured_duration(path: Path, info: ProbeInfo, ffprobe: str, deadline: _Deadline) -> float:
     if info.duration is not None:
         return info.duration
-    return _packet_span(path, ffprobe, deadline.remaining()) or 0.0
+    return _packet_span(path, ffprobe, deadline.remaining())
 
 
 # --------------------------------------------------------------------------------------------
@@ -347,13 +405,14 @@ class _Part:
 class _TempFiles:
     """Names for scratch files beside the output, all removed when the merge ends."""
 
-    def __init__(self, directory: Path):
-        self.directory = directory
-        self.token = secrets.token_hex(4)
+    def __init__(self, output: Path):
+        self.directory = output.parent
+        # The output's name tells an operator whose leftovers a crashed merge left behind.
+        self.prefix = f"{TMP_PREFIX}{output.stem[:60]}-{secrets.token_hex(4)}"
         self.paths: list[Path] = []
 
     def new(self, role: str, suffix: str = "") -> Path:
-        path = self.directory / f"{TMP_PREFIX}{self.token}-{role}{suffix}"
+        path = self.directory / f"{self.prefix}-{len(self.paths)}-{role}{suffix}"
         self.paths.append(path)
         return path
 
@@ -366,51 +425,57 @@ class _TempFiles:
 
 
 def _order(segments: list[Segment]) -> tuple[list[Segment], list[str]]:
-    ordered = sorted(segments, key=lambda s: s.seq)
+    ordered = sorted((replace(s, path=Path(s.path)) for s in segments), key=lambda s: s.seq)
     seqs = [s.seq for s in ordered]
     if len(set(seqs)) != len(seqs):
         dupes = sorted({s for s in seqs if seqs.count(s) > 1})
         raise ValueError(f"duplicate segment seqs: {dupes}")
     warnings = []
-    previous = None
+    previous: Segment | None = None
     for seg in ordered:
         if seg.captured_at is None:
             continue
-        if previous is not None and seg.captured_at < previous.captured_at:
+        if previous is not None and _utc(seg.captured_at) < _utc(previous.captured_at):
             warnings.append(f"seq {seg.seq} captured before seq {previous.seq}")
         previous = seg
     return ordered, warnings
 
 
+def _utc(moment: datetime) -> datetime:
+    # Naive values are taken as UTC rather than letting one stray value raise TypeError.
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
 def _plan(ordered: list[Segment], ffprobe: str, deadline: _Deadline,
           temp: _TempFiles) -> tuple[list[_Part], list[dict]]:
+    parts, skipped = _group(ordered, ffprobe, deadline)
+    for part in parts:
+        for seg in _materialise(part, ffprobe, deadline, temp):
+            skipped.append({"seq": seg.seq, "path": str(seg.path), "reason": RESTART_REASON})
+    skipped.sort(key=lambda entry: entry["seq"])
+    return parts, skipped
+
+
+def _group(ordered: list[Segment], ffprobe: str,
+           deadline: _Deadline) -> tuple[list[_Part], list[dict]]:
     parts: list[_Part] = []
     skipped: list[dict] = []
     current: _Part | None = None  # the part a continuation chunk may still join
-
-    def skip(seg: Segment, reason: str) -> None:
-        skipped.append({"seq": seg.seq, "path": str(seg.path), "reason": reason})
-
+    after_skip = False
     for seg in ordered:
-        reason = _unusable_file(seg.path)
-        if reason:
-            skip(seg, reason)
-            current = None
-            continue
         info, reason = _probe_segment(seg, ffprobe, deadline)
         if info is not None:
             current = _Part(seg, info, _is_open_ended(seg.path, info), [seg])
             parts.append(current)
-        elif current is not None and current.open_ended and not _starts_with_header(seg.path):
+        elif current is not None and current.open_ended and _could_continue(seg.path):
             current.chunks.append(seg)
         else:
-            if current is None and not _starts_with_header(seg.path):
-                reason += " (no readable header chunk before it)"
-            skip(seg, reason)
+            if after_skip and _could_continue(seg.path):
+                reason += "; follows an unreadable segment (a lost header chunk?)"
+            skipped.append({"seq": seg.seq, "path": str(seg.path), "reason": reason})
             # Chunks after a broken head belong to that head, not to the previous recording.
             current = None
-    for part in parts:
-        _materialise(part, ffprobe, deadline, temp)
+        after_skip = info is None and current is None
     return parts, skipped
 
 
@@ -427,6 +492,9 @@ def _unusable_file(path: Path) -> str | None:
 
 def _probe_segment(seg: Segment, ffprobe: str,
                    deadline: _Deadline) -> tuple[ProbeInfo | None, str]:
+    unusable = _unusable_file(seg.path)
+    if unusable:
+        return None, unusable
     try:
         info = probe(seg.path, ffprobe=ffprobe, timeout=deadline.remaining(PROBE_TIMEOUT))
     except MediaTimeout:
@@ -439,14 +507,13 @@ def _probe_segment(seg: Segment, ffprobe: str,
     return info, ""
 
 
-def _head_bytes(path: Path, n: int = 4096) -> bytes:
+def _could_continue(path: Path) -> bool:
+    """Might this unreadable file be the middle of a byte stream (no container header)?"""
+    if _unusable_file(path):
+        return False
     with open(path, "rb") as f:
-        return f.read(n)
-
-
-def _starts_with_header(path: Path) -> bool:
-    head = _head_bytes(path, 12)
-    return head.startswith(EBML_MAGIC) or head[4:8] == b"ftyp"
+        head = f.read(12)
+    return not (head.startswith(EBML_MAGIC) or head[4:8] == b"ftyp")
 
 
 def _is_open_ended(path: Path, info: ProbeInfo) -> bool:
@@ -494,28 +561,80 @@ def _find_box(f, kind: bytes, *, limit: int, end: int | None = None) -> tuple[in
     return None
 
 
-def _materialise(part: _Part, ffprobe: str, deadline: _Deadline, temp: _TempFiles) -> None:
+def _materialise(part: _Part, ffprobe: str, deadline: _Deadline,
+                 temp: _TempFiles) -> list[Segment]:
+    """Give the part one file for ffmpeg and its duration; return chunks that had to be cut."""
     if len(part.chunks) == 1:
         part.path = part.head.path
-    else:
-        suffix = ".webm" if part.info.family == "matroska" else ".mp4"
-        part.path = temp.new(f"joined-{part.head.seq}", suffix)
-        with open(part.path, "wb") as out:
-            for chunk in part.chunks:
-                with open(chunk.path, "rb") as src:
-                    shutil.copyfileobj(src, out, HASH_CHUNK)
-        try:
-            part.info = probe(part.path, ffprobe=ffprobe, timeout=deadline.remaining(PROBE_TIMEOUT))
-        except MediaTimeout:
-            raise
-        except MediaError:
-            pass  # the head alone was readable; keep its description
-    # An open-ended stream's header knows no duration, and a fragmented MP4 head only its first
-    # fragments: count the packets instead.
-    if part.open_ended:
-        part.duration = _packet_span(part.path, ffprobe, deadline.remaining()) or 0.0
-    else:
-        part.duration = _measured_duration(part.path, part.info, ffprobe, deadline)
+        # An open-ended stream's header knows no duration, and a fragmented MP4 head only its
+        # first fragments: count the packets instead.
+        part.duration = (_packet_span(part.path, ffprobe, deadline.remaining())
+                         if part.open_ended else
+                         _measured_duration(part.path, part.info, ffprobe, deadline))
+        return []
+    offsets = _join(part, temp)
+    spans = _chunk_spans(part.path, offsets, ffprobe, deadline.remaining())
+    cut = _restart_index(spans)
+    dropped: list[Segment] = []
+    if cut is not None:
+        dropped = part.chunks[cut:]
+        del part.chunks[cut:]
+        os.truncate(part.path, offsets[cut])
+        spans = spans[:cut]
+    part.duration = _overall_span(spans)
+    try:
+        part.info = probe(part.path, ffprobe=ffprobe, timeout=deadline.remaining(PROBE_TIMEOUT))
+    except MediaTimeout:
+        raise
+    except MediaError:
+        pass  # the head alone was readable; keep its description
+    return dropped
+
+
+def _join(part: _Part, temp: _TempFiles) -> list[int]:
+    """Concatenate the part's chunk files; return where each chunk starts in the result."""
+    suffix = ".webm" if part.info.family == "matroska" else ".mp4"
+    part.path = temp.new(f"joined-{part.head.seq}", suffix)
+    offsets = []
+    with open(part.path, "wb") as out:
+        for chunk in part.chunks:
+            offsets.append(out.tell())
+            with open(chunk.path, "rb") as src:
+                shutil.copyfileobj(src, out, HASH_CHUNK)
+    return offsets
+
+
+def _chunk_spans(path: Path, offsets: list[int], ffprobe: str,
+                 timeout: float) -> list[dict[str, list[float]]]:
+    """Per chunk, per stream: [earliest pts, latest end] of the packets stored in that chunk."""
+    spans: list[dict[str, list[float]]] = [{} for _ in offsets]
+    for stream, pts, end, pos in _scan_packets(path, ffprobe, timeout):
+        index = len(offsets) - 1 if pos is None else max(bisect.bisect_right(offsets, pos) - 1, 0)
+        span = spans[index].setdefault(stream, [pts, end])
+        span[0], span[1] = min(span[0], pts), max(span[1], end)
+    return spans
+
+
+def _restart_index(spans: list[dict[str, list[float]]]) -> int | None:
+    """The first chunk whose timestamps jump back: a later recording whose header chunk is lost.
+
+    Appended to this stream, its packets would be clamped onto our last timestamp by the muxer
+    and the video lost, while the report called the chunks used (and the caller deletes used
+    chunks). Cut there instead, so they are reported as skipped and stay on disk.
+    """
+    latest: dict[str, float] = {}
+    for index, chunk in enumerate(spans):
+        if any(low < latest.get(stream, low) - RESTART_SLACK for stream, (low, _) in chunk.items()):
+            return index
+        for stream, (_, high) in chunk.items():
+            latest[stream] = max(latest.get(stream, high), high)
+    return None
+
+
+def _overall_span(spans: list[dict[str, list[float]]]) -> float:
+    lows = [low for chunk in spans for low, _ in chunk.values()]
+    highs = [high for chunk in spans for _, high in chunk.values()]
+    return max(max(highs) - min(lows), 0.0) if lows else 0.0
 
 
 # --------------------------------------------------------------------------------------------
@@ -523,8 +642,9 @@ def _materialise(part: _Part, ffprobe: str, deadline: _Deadline, temp: _TempFile
 
 
 def _copy_key(info: ProbeInfo) -> tuple:
-    # A concat in copy mode keeps the first file's codec parameters for all of them, so every
-    # one of these must match or the later segments decode as garbage or are dropped.
+    # With stream copy the output header describes the first file only. A later file with
+    # another size or codec is dropped or decoded as garbage; one with other parameter sets
+    # (extradata) may only play in decoders that follow in-band changes. All must match.
     return (info.family, info.video_codec, info.width, info.height, info.pix_fmt,
             info.video_extradata, info.has_audio, info.audio_codec, info.sample_rate,
             info.channels, info.audio_extradata)
@@ -550,8 +670,8 @@ def _concat_list(paths: list[Path], temp: _TempFiles, name: str) -> Path:
         url = _url(path)
         if "\n" in url or "\r" in url:
             # The list is line-based and has no escape for a line break: use a link instead.
-            link = temp.new(f"link-{len(lines)}", path.suffix[:8])
-            link.symlink_to(Path(path).resolve())
+            link = temp.new("link", path.suffix[:8])
+            link.symlink_to(os.path.abspath(path))
             url = _url(link)
         lines.append("file " + _concat_quote(url))
     listing.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -614,22 +734,11 @@ def _reencode_args(parts: list[_Part], temp: _TempFiles) -> list[str]:
     pads: list[str] = []
     for i, run in enumerate(runs):
         args += _input_args([p.path for p in run], temp, f"list-{i}")
-        graph.append(
-            f"[{i}:v:0]scale={width}:{height}:force_original_aspect_ratio=decrease"
-            f":force_divisible_by=2,pad={width}:{height}:(ow-iw)/2:(oh-ih)/2,setsar=1,"
-            f"format=yuv420p[v{i}]"
-        )
+        graph.append(_video_chain(i, width, height))
         pads.append(f"[v{i}]")
-        if not with_audio:
-            continue
-        if run[0].info.has_audio:
-            graph.append(f"[{i}:a:0]aresample=48000:async=1:first_pts=0,"
-                         f"aformat=sample_fmts=fltp:sample_rates=48000:channel_layouts=stereo[a{i}]")
-        else:
-            # concat pads a short audio segment with silence up to its video's length.
-            graph.append(f"anullsrc=r=48000:cl=stereo,atrim=duration=0.1,"
-                         f"aformat=sample_fmts=fltp[a{i}]")
-        pads.append(f"[a{i}]")
+        if with_audio:
+            graph.append(_audio_chain(i, run, last=i == len(runs) - 1))
+            pads.append(f"[a{i}]")
     graph.append("".join(pads) + f"concat=n={len(runs)}:v=1:a={int(with_audio)}"
                  + ("[v][a]" if with_audio else "[v]"))
     args += ["-filter_complex", ";".join(graph), "-map", "[v]"]
@@ -641,16 +750,38 @@ def _reencode_args(parts: list[_Part], temp: _TempFiles) -> list[str]:
     return args
 
 
+def _video_chain(i: int, width: int, height: int) -> str:
+    # Fit inside the target keeping the aspect ratio, then letterbox: nothing is cropped.
+    return (f"[{i}:v:0]scale={width}:{height}:force_original_aspect_ratio=decrease"
+            f":force_divisible_by=2,pad={width}:{height}:(ow-iw)/2:(oh-ih)/2,setsar=1,"
+            f"format=yuv420p[v{i}]")
+
+
+def _audio_chain(i: int, run: list[_Part], *, last: bool) -> str:
+    layout = "aformat=sample_fmts=fltp:sample_rates=48000:channel_layouts=stereo"
+    if run[0].info.has_audio:
+        # async + first_pts keep sound on the picture's clock when an input's audio starts late.
+        return f"[{i}:a:0]aresample=48000:async=1:first_pts=0,{layout}[a{i}]"
+    # concat pads a short audio segment with silence up to its video's length, except the last
+    # one, which must bring its own.
+    seconds = max(sum(p.duration for p in run), 0.1) if last else 0.1
+    return f"anullsrc=r=48000:cl=stereo,atrim=duration={seconds:.3f},{layout}[a{i}]"
+
+
 def _run_ffmpeg(ffmpeg: str, args: list[str], output: Path, expected: float,
                 report: Callable[[float], None], deadline: _Deadline) -> None:
     cmd = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-nostats",
            "-progress", "pipe:1", *args, "-y", _url(output)]
-    for line in _stream_lines(cmd, deadline.remaining()):
-        key, _, value = line.partition("=")
-        if key in ("out_time_us", "out_time_ms") and expected > 0:
-            micros = _float_or_none(value)
-            if micros is not None:
-                report(micros / 1e6 / expected)
+    # closing(): if report() raises, ffmpeg is killed now rather than when the generator is
+    # garbage-collected.
+    with contextlib.closing(_stream_lines(cmd, deadline.remaining())) as lines:
+        for line in lines:
+            key, _, value = line.partition("=")
+            # out_time_ms is also microseconds (a historic misnomer); older builds lack _us.
+            if key in ("out_time_us", "out_time_ms") and expected > 0:
+                micros = _float_or_none(value)
+                if micros is not None:
+                    report(micros / 1e6 / expected)
 
 
 class _Progress:
@@ -735,31 +866,41 @@ def merge_segments(segments: list[Segment], output: Path, *, ffmpeg: str = "ffmp
     ordered, warnings = _order(segments)
     if not ordered:
         raise MediaError("no segments to merge")
-    temp = _TempFiles(output.parent)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    temp = _TempFiles(output)
+    progress_report = _Progress(progress)
     try:
         parts, skipped = _plan(ordered, ffprobe, deadline, temp)
         if not parts:
             raise MediaError(f"no readable segment among {len(ordered)}: "
                              + "; ".join(f"seq {s['seq']}: {s['reason']}" for s in skipped[:5]))
-        report = _Progress(progress)
-        method, container, fallback, duration, temp_output = _produce(
-            parts, temp, ffmpeg, ffprobe, report, deadline)
-        final = output.with_suffix("." + container)
-        size, sha256 = _publish(temp_output, final)
-        report.done()
+        result = _produce(parts, temp, ffmpeg, ffprobe, progress_report, deadline)
+        final = output.with_suffix("." + result.container)
+        size, sha256 = _publish(result.path, final)
     finally:
         temp.cleanup()
+    progress_report.done()
     return MergeReport(
-        output=final, size=size, duration=round(duration, 3), sha256=sha256, method=method,
-        segments_used=[seq for p in parts for seq in p.seqs], skipped=skipped,
-        order_warnings=warnings, expected_duration=round(sum(p.duration for p in parts), 3),
-        fallback_reason=fallback,
+        output=final, size=size, duration=round(result.duration, 3), sha256=sha256,
+        method=result.method, segments_used=[seq for p in parts for seq in p.seqs],
+        skipped=skipped, order_warnings=warnings,
+        expected_duration=round(sum(p.duration for p in parts), 3),
+        fallback_reason=result.fallback,
     )
 
 
+@dataclass
+class _Result:
+    method: str
+    container: str
+    path: Path
+    duration: float
+    fallback: str | None = None
+
+
 def _produce(parts: list[_Part], temp: _TempFiles, ffmpeg: str, ffprobe: str,
-             report: _Progress, deadline: _Deadline) -> tuple[str, str, str | None, float, Path]:
-    """Write and verify the merged file: (method, container, fallback reason, duration, path)."""
+             report: _Progress, deadline: _Deadline) -> _Result:
+    """Write and verify the merged file: stream copy if the parts allow it, else re-encode."""
     expected = sum(p.duration for p in parts)
     need_audio = any(p.info.has_audio for p in parts)
     container = _copy_container(parts)
@@ -771,7 +912,7 @@ def _produce(parts: list[_Part], temp: _TempFiles, ffmpeg: str, ffprobe: str,
             _run_ffmpeg(ffmpeg, _copy_args(parts, container, temp), path, expected, report,
                         deadline)
             duration = _verify(path, expected, need_audio, ffprobe, deadline)
-            return method, container, None, duration, path
+            return _Result(method, container, path, duration)
         except MediaTimeout:
             raise
         except MediaError as err:
@@ -783,9 +924,9 @@ def _produce(parts: list[_Part], temp: _TempFiles, ffmpeg: str, ffprobe: str,
     except MediaTimeout:
         raise
     except MediaError as err:
-        raise MediaError(f"reencode failed: {err}" + (f" (after {fallback})" if fallback else "")) \
-            from None
-    return "reencode", "mp4", fallback, duration, path
+        after = f" (after {fallback})" if fallback else ""
+        raise MediaError(f"reencode failed: {err}{after}") from None
+    return _Result("reencode", "mp4", path, duration, fallback)
 
 
 def merge_directory(directory: Path, output: Path, **kw) -> MergeReport:

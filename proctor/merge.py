@@ -95,11 +95,12 @@ def _run_merge(session_id: int, rows, gaps: list[int], on_progress) -> Outcome:
     if not inputs:
         fail(session_id, f"segment files are missing on disk: {missing_files[:20]}")
         return Outcome(session_id, "failed", "segment files missing")
-    settings().recordings_dir.mkdir(parents=True, exist_ok=True)
+    output = storage.recording_base(session_id).with_suffix(".mp4")
+    _remove_leftovers_of_dead_merges(output)
     try:
         report = media.merge_segments(
             inputs,
-            storage.recording_base(session_id).with_suffix(".mp4"),
+            output,
             ffmpeg=settings().ffmpeg,
             ffprobe=settings().ffprobe,
             progress=_progress_writer(session_id, on_progress),
@@ -114,6 +115,13 @@ def _run_merge(session_id: int, rows, gaps: list[int], on_progress) -> Outcome:
     status = _record_success(session_id, report, gaps, missing_files)
     _delete_merged_segments(session_id, inputs, report)
     return Outcome(session_id, status, f"{len(report.segments_used)} segments, {report.duration:.1f}s")
+
+
+def _remove_leftovers_of_dead_merges(output) -> None:
+    """A merge killed mid-way leaves its scratch files; the lease says none of ours is running."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    for leftover in output.parent.glob(f"{storage.TMP_PREFIX}{output.stem}-*"):
+        storage.discard(leftover)
 
 
 def _session(session_id: int):
