@@ -25,6 +25,9 @@ os.environ.update(
     {
         "PROCTOR_DATA_DIR": str(RUN_DIR / "data"),
         "PROCTOR_LOG_DIR": str(RUN_DIR / "logs"),
+        "PROCTOR_RUN_DIR": str(RUN_DIR / "run"),
+        # Several Gunicorn workers and Celery processes: metrics are aggregated through files.
+        "PROMETHEUS_MULTIPROC_DIR": str(RUN_DIR / "prometheus"),
         "REDIS_URL": os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15"),
         "PROCTOR_REDIS_PREFIX": "proctor-test:",
         "PROCTOR_ADMIN_TOKEN": ADMIN_TOKEN,
@@ -36,7 +39,8 @@ if os.environ.get("TEST_DATABASE_URL"):
     os.environ["DATABASE_URL"] = os.environ["TEST_DATABASE_URL"]
 else:
     os.environ["DATABASE_URL"] = f"sqlite:///{RUN_DIR / 'data' / 'proctor.db'}"
-(RUN_DIR / "logs").mkdir(parents=True, exist_ok=True)
+for _d in ("logs", "run", "prometheus"):
+    (RUN_DIR / _d).mkdir(parents=True, exist_ok=True)
 
 BIN = Path(sys.executable).parent
 

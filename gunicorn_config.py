@@ -1,0 +1,98 @@
+"""Gunicorn settings of the proctor web app: ``gunicorn -c gunicorn_config.py server:app``.
+
+Used by scripts/start_web.sh and systemd/proctor-web.service. Every value can be changed from the
+environment; gunicorn's own ``GUNICORN_CMD_ARGS`` (e.g. ``"--access-logfile -"``) overrides anything
+set here.
+
+  PROCTOR_BIND              where to listen (default 127.0.0.1:8000); several addresses separated
+                            by commas; ``unix:/path`` for a unix socket behind a proxy
+  PROCTOR_WEB_WORKERS       worker processes (default 2)
+  PROCTOR_WEB_THREADS       threads per worker (default 8): the number of uploads a worker serves
+                            at once
+  PROCTOR_WEB_WORKER_CLASS  gunicorn worker class (default gthread)
+  PROCTOR_LOG_DIR           gunicorn_access.log and gunicorn_error.log go there (default logs)
+  PROCTOR_RUN_DIR           the control socket gunicorn.ctl goes there (default run)
+  PROMETHEUS_MULTIPROC_DIR  when set (the start scripts and the systemd unit set it), the metrics
+                            files of each exited worker are marked dead
+
+Uploads from exam halls are slow clients. Sync workers would be blocked by each one for the whole
+upload, so the default is threaded workers (gthread): 2 x 8 = 16 uploads at once, with a 300 s
+worker timeout and 120 s for a graceful stop, enough for a 64 MiB segment over a slow link. Behind
+a buffering proxy (nginx with ``proxy_request_buffering on``) the proxy absorbs slow clients instead.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+_ROOT = Path(__file__).resolve().parent
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, "").strip() or default
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = _env(name, str(default))
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SystemExit(f"configuration error: {name}={raw!r} is not an integer") from None
+    if value < 1:
+        raise SystemExit(f"configuration error: {name}={raw!r} must be at least 1")
+    return value
+
+
+def _dir(name: str, default: str) -> Path:
+    path = Path(_env(name, default))
+    return path if path.is_absolute() else _ROOT / path
+
+
+_log_dir = _dir("PROCTOR_LOG_DIR", "logs")
+_run_dir = _dir("PROCTOR_RUN_DIR", "run")
+
+# --- server socket and workers -------------------------------------------------------------------
+bind = [b.strip() for b in _env("PROCTOR_BIND", "127.0.0.1:8000").split(",") if b.strip()]
+workers = _env_int("PROCTOR_WEB_WORKERS", 2)
+worker_class = _env("PROCTOR_WEB_WORKER_CLASS", "gthread")
+threads = _env_int("PROCTOR_WEB_THREADS", 8)
+timeout = 300
+graceful_timeout = 120
+keepalive = 5
+# Recycle workers now and then (staggered) so a slow leak cannot grow without bound.
+max_requests = 1000
+max_requests_jitter = 100
+# Each worker imports the app itself after the fork: no database engine or Redis connection is
+# shared across processes.
+preload_app = False
+reload = False
+proc_name = "proctor-web"
+
+# --- logging -------------------------------------------------------------------------------------
+try:
+    _log_dir.mkdir(parents=True, exist_ok=True)
+except OSError:
+    pass  # gunicorn reports the unwritable log file itself
+accesslog = str(_log_dir / "gunicorn_access.log")
+errorlog = str(_log_dir / "gunicorn_error.log")
+loglevel = "info"
+
+# --- control socket (gunicornc) ------------------------------------------------------------------
+# Per installation rather than gunicorn's default ~/.gunicorn/gunicorn.ctl, which two instances of
+# the same user would share. Unix socket paths are limited to 107 bytes.
+_ctl = _run_dir / "gunicorn.ctl"
+if len(str(_ctl)) < 100:
+    control_socket = str(_ctl)
+else:
+    control_socket_disable = True
+
+# --- Prometheus multiprocess mode ----------------------------------------------------------------
+_prom_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "").strip()
+if _prom_dir:
+    Path(_prom_dir).mkdir(parents=True, exist_ok=True)
+
+    def child_exit(server, worker):  # noqa: ARG001 - gunicorn's hook signature
+        """Mark the exited worker's metrics files dead so its live gauges stop counting."""
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
