@@ -444,21 +444,52 @@ def http_status(url: str, auth: tuple[str, str] | None = None) -> int:
 
 
 def test_scripts_start_and_stop_the_whole_stack(tmp_path, ops_redis):
+    """The stack as an operator runs it: started by the scripts, an exam end to end over HTTP,
+    Flower and /stats reading it, and stop scripts that leave nothing behind."""
+    import requests
+
+    from tests.media_helpers import make_clip
+
     web_port, flower_port = free_port(), free_port()
     env = ops_env(
         tmp_path,
         REDIS_URL=ops_redis,
         PROCTOR_BIND=f"127.0.0.1:{web_port}",
         PROCTOR_FLOWER_PORT=str(flower_port),
-        PROCTOR_MERGE_CONCURRENCY="1",
+        PROCTOR_ADMIN_TOKEN="ops-admin-token",
+        PROCTOR_MERGE_GRACE_S="2",
     )
     run_dir = tmp_path / "run"
     names = ["web", "celery_beat", "celery_worker_status", "celery_worker_merge", "flower"]
+    base, flower = f"http://127.0.0.1:{web_port}", f"http://127.0.0.1:{flower_port}"
+    teacher = {"Authorization": "Bearer ops-admin-token"}
 
     def pids() -> dict[str, int]:
         return {n: int((run_dir / f"{n}.pid").read_text()) for n in names if (run_dir / f"{n}.pid").exists()}
 
+    def log(name: str) -> str:
+        path = tmp_path / "logs" / name
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def finished_session(student: str) -> dict:
+        exam = requests.post(f"{base}/api/exams", headers=teacher, timeout=10, json={
+            "title": "ops", "starts_at": "2020-01-01T00:00:00+00:00", "ends_at": "2099-01-01T00:00:00+00:00"}).json()
+        s = requests.post(f"{base}/api/exams/{exam['id']}/join", json={"student_id": student}, timeout=10).json()
+        auth = {"Authorization": f"Bearer {s['token']}"}
+        for seq in range(2):
+            clip = make_clip(tmp_path / f"{student}{seq}.mp4", seconds=1.0).read_bytes()
+            r = requests.put(f"{base}/api/sessions/{s['session_id']}/segments/{seq}", data=clip, timeout=10,
+                             headers={**auth, "Content-Type": "video/mp4"})
+            assert r.status_code == 201, r.text
+        assert requests.post(f"{base}/api/sessions/{s['session_id']}/finish", headers=auth, json={},
+                             timeout=10).status_code == 202
+        return s
+
+    def state(s: dict) -> str:
+        return requests.get(f"{base}/api/sessions/{s['session_id']}", headers=teacher, timeout=10).json()["state"]
+
     try:
+        assert run([sys.executable, "-m", "alembic", "upgrade", "head"], env=env, cwd=ROOT).returncode == 0
         for script in ("start_web.sh", "start_all_celery.sh", "start_flower.sh"):
             result = run(["bash", SCRIPTS / script], env=env, cwd=tmp_path, timeout=300)
             assert result.returncode == 0, f"{script}:\n{result.stdout}\n{result.stderr}"
@@ -467,18 +498,36 @@ def test_scripts_start_and_stop_the_whole_stack(tmp_path, ops_redis):
         assert all(pid_alive(p) for p in started.values())
 
         # Each answers.
-        assert http_status(f"http://127.0.0.1:{web_port}/health") in (200, 503)
+        assert http_status(f"{base}/health") == 200
         password = (tmp_path / "var" / "flower_password").read_text().strip()
         assert stat.S_IMODE((tmp_path / "var" / "flower_password").stat().st_mode) == 0o600
-        assert http_status(f"http://127.0.0.1:{flower_port}/") == 401
-        assert http_status(f"http://127.0.0.1:{flower_port}/", auth=("admin", password)) == 200
-        assert "beat: Starting" in (tmp_path / "logs" / "celery_beat.log").read_text()
-        for log in ("celery_worker_status.log", "celery_worker_merge.log", "gunicorn_error.log",
-                    "gunicorn_access.log", "flower.log"):
-            assert (tmp_path / "logs" / log).exists(), log
+        assert http_status(f"{flower}/") == 401
+        assert http_status(f"{flower}/api/workers") == 401
+        assert http_status(f"{flower}/", auth=("admin", password)) == 200
+
+        # Flower lists both workers with the design's concurrency.
+        def flower_workers():
+            workers = requests.get(f"{flower}/api/workers?refresh=1", auth=("admin", password), timeout=15).json()
+            return {name.split("@")[0]: w["stats"]["pool"]["max-concurrency"] for name, w in workers.items()
+                    if w.get("stats")}
+
+        assert wait_for_value(lambda: flower_workers() == {"status": 1, "merge": 2}, 60)
+
+        # An exam end to end through the script-started workers.
+        s = finished_session("alice")
+        assert wait_for_value(lambda: state(s) == "merged", 120), state(s)
+
+        # Beat fires the status check and the named log files fill.
+        assert wait_for_value(lambda: "status_check_task" in log("celery_worker_status.log"), 60)
+        assert "beat: Starting" in log("celery_beat.log")
+        assert "merge_videos_task" in log("celery_worker_merge.log")
+        assert "POST /api/exams" in log("gunicorn_access.log")
+        assert "ops-admin-token" not in log("gunicorn_access.log")
+        for name in ("gunicorn_error.log", "flower.log"):
+            assert (tmp_path / "logs" / name).exists(), name
         worker = Path(f"/proc/{started['celery_worker_merge']}/cmdline").read_bytes().split(b"\0")
         assert b"video_merge" in worker and b"--concurrency" in worker
-        assert worker[worker.index(b"--concurrency") + 1] == b"1"
+        assert worker[worker.index(b"--concurrency") + 1] == b"2"
 
         # Starting again changes nothing and says so.
         again = run(["bash", SCRIPTS / "start_all_celery.sh"], env=env, timeout=120)
@@ -486,13 +535,22 @@ def test_scripts_start_and_stop_the_whole_stack(tmp_path, ops_redis):
         assert again.stdout.count("already running") == 3
         assert pids() == started
 
-        # stop_celery.sh stops one worker; its start script brings it back.
+        # With the merge worker stopped, /stats shows the backlog; restarted, it drains.
         result = run(["bash", SCRIPTS / "stop_celery.sh", "merge"], env=env, timeout=120)
         assert result.returncode == 0, result.stderr
         assert group_members(started["celery_worker_merge"]) == []
         assert pid_alive(started["celery_worker_status"])
+        waiting = finished_session("bob")
+        stats = requests.get(f"{base}/stats", headers=teacher, timeout=15).json()
+        assert stats["queues"]["video_merge"] >= 1, stats
+        assert not any(w.startswith("merge@") for w in stats["workers"]), stats
+        assert requests.get(f"{base}/stats", timeout=10).status_code == 401
+        metrics = requests.get(f"{base}/metrics", timeout=10).text
+        assert 'proctor_queue_depth{queue="video_merge"}' in metrics
+        assert "proctor_upload_bytes_total" in metrics
         result = run(["bash", SCRIPTS / "start_celery_worker.sh"], env=env, timeout=120)
         assert result.returncode == 0, result.stderr
+        assert wait_for_value(lambda: state(waiting) == "merged", 120), state(waiting)
         started = pids()
 
         result = run(["bash", SCRIPTS / "stop.sh"], env=env, cwd=tmp_path, timeout=300)
@@ -503,6 +561,18 @@ def test_scripts_start_and_stop_the_whole_stack(tmp_path, ops_redis):
     finally:
         for pid in pids().values():
             kill_group(pid)
+
+
+def wait_for_value(condition, timeout: float, interval: float = 0.5) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if condition():
+                return True
+        except Exception:  # noqa: BLE001 - the service may still be coming up
+            pass
+        time.sleep(interval)
+    return False
 
 
 def test_start_web_fails_clearly_when_the_port_is_taken(tmp_path):
