@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import metrics
 from .config import settings
@@ -18,6 +19,10 @@ def create_app() -> Flask:
     cfg.segments_dir.mkdir(parents=True, exist_ok=True)
     cfg.recordings_dir.mkdir(parents=True, exist_ok=True)
 
+    if cfg.trusted_proxies > 0:
+        # Behind N reverse proxies the seat's address is in X-Forwarded-For; without this every
+        # seat would share the proxy's address (legacy seat binding and rate limits need it).
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=cfg.trusted_proxies, x_proto=cfg.trusted_proxies)
     install_request_ids(app)
     metrics.install(app)
 

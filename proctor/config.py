@@ -55,6 +55,13 @@ class Settings:
     legacy_api: bool
     ffmpeg: str
     ffprobe: str
+    # issue 5: administration and the legacy seats
+    legacy_rate_limit: str
+    legacy_login_rate_limit: str
+    trusted_proxies: int
+    max_screenshot_bytes: int
+    max_import_bytes: int
+    archive_dir: Path
 
     @property
     def segments_dir(self) -> Path:
@@ -63,6 +70,10 @@ class Settings:
     @property
     def recordings_dir(self) -> Path:
         return self.data_dir / "recordings"
+
+    @property
+    def screenshots_dir(self) -> Path:
+        return self.data_dir / "screenshots"
 
 
 def _admin_token(data_dir: Path) -> str:
@@ -109,6 +120,14 @@ def load_settings() -> Settings:
         legacy_api=_bool("PROCTOR_LEGACY_API", True),
         ffmpeg=os.environ.get("PROCTOR_FFMPEG", "").strip() or "ffmpeg",
         ffprobe=os.environ.get("PROCTOR_FFPROBE", "").strip() or "ffprobe",
+        # Per client address. Seats behind one NAT address share it: raise it for such halls.
+        legacy_rate_limit=os.environ.get("PROCTOR_LEGACY_RATE_LIMIT", "").strip() or "600 per minute",
+        legacy_login_rate_limit=os.environ.get("PROCTOR_LEGACY_LOGIN_RATE_LIMIT", "").strip()
+        or "60 per minute",
+        trusted_proxies=_int("PROCTOR_TRUSTED_PROXIES", 0),
+        max_screenshot_bytes=_int("PROCTOR_MAX_SCREENSHOT_BYTES", 10 * 1024 * 1024),
+        max_import_bytes=_int("PROCTOR_MAX_IMPORT_BYTES", 10 * 1024 * 1024),
+        archive_dir=_path("PROCTOR_ARCHIVE_DIR", data_dir / "archive"),
     )
 
 

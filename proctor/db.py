@@ -87,6 +87,8 @@ exams = Table(
     Column("status", String(16), nullable=False, default="pending"),
     Column("roster_restricted", Boolean, nullable=False, default=False),
     Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    # Seat settings of this exam (default_url, delay_min, disable_new_tabs), issue 5.
+    Column("settings", JSON),
     Index("ix_exams_status", "status"),
 )
 
@@ -210,3 +212,109 @@ def engine() -> Engine:
         _engine = make_engine(settings().database_url)
         _engine_pid = os.getpid()
     return _engine
+
+
+# --- administration (issue 5) ---
+
+students = Table(
+    "students",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("student_id", String(64), nullable=False, unique=True),
+    Column("name", String(200)),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    Column("updated_at", UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow),
+)
+
+# The seat settings served by the legacy /api/config: one row (id 1), edited by the teacher.
+seat_config = Table(
+    "seat_config",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("config", JSON, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False, default=utcnow),
+)
+
+# What ties a legacy seat (no token) to its session: the address it logged in from, and how the
+# seat counts its segments (seq_offset 1 for seats counting from 1), decided at its first upload.
+legacy_seats = Table(
+    "legacy_seats",
+    metadata,
+    Column("session_id", Integer, ForeignKey("sessions.id", ondelete="CASCADE"), primary_key=True),
+    Column("client_addr", String(64), nullable=False),
+    Column("seq_offset", Integer),
+    Column("bound_at", UTCDateTime, nullable=False, default=utcnow),
+)
+
+login_events = Table(
+    "login_events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("exam_id", Integer, ForeignKey("exams.id", ondelete="CASCADE"), nullable=False),
+    Column("session_id", Integer, ForeignKey("sessions.id", ondelete="CASCADE")),
+    Column("student_id", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),  # login | rejoin | logout | refused
+    Column("via", String(8), nullable=False),  # token | legacy
+    Column("client_addr", String(64)),
+    Column("flagged", Boolean, nullable=False, default=False),
+    Column("detail", String(255)),
+    Column("at", UTCDateTime, nullable=False, default=utcnow),
+    Index("ix_login_events_exam", "exam_id", "student_id"),
+)
+
+screenshots = Table(
+    "screenshots",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("session_id", Integer, ForeignKey("sessions.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(16), nullable=False),  # periodic | frame | violation
+    Column("captured_at", UTCDateTime),
+    Column("received_at", UTCDateTime, nullable=False, default=utcnow),
+    Column("size", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("media_type", String(32), nullable=False),
+    # Relative to the data directory; NULL once archived (archive_items says where it went).
+    Column("path", String(255)),
+    Index("ix_screenshots_session", "session_id"),
+)
+
+violations = Table(
+    "violations",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("session_id", Integer, ForeignKey("sessions.id", ondelete="CASCADE"), nullable=False),
+    Column("reason", String(500), nullable=False),
+    Column("occurred_at", UTCDateTime),
+    Column("received_at", UTCDateTime, nullable=False, default=utcnow),
+    Column("screenshot_id", Integer, ForeignKey("screenshots.id", ondelete="SET NULL")),
+    Column("via", String(8), nullable=False),
+    Index("ix_violations_session", "session_id"),
+)
+
+# An archive outlives its exam (no foreign key): it is the record of where the files went.
+archives = Table(
+    "archives",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("exam_id", Integer, nullable=False),
+    Column("exam_title", String(200)),
+    Column("directory", Text, nullable=False),
+    Column("files", Integer, nullable=False, default=0),
+    Column("bytes", BigInteger, nullable=False, default=0),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    Index("ix_archives_exam", "exam_id"),
+)
+
+archive_items = Table(
+    "archive_items",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("archive_id", Integer, ForeignKey("archives.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(16), nullable=False),  # recording | screenshot
+    Column("ref_id", Integer, nullable=False),
+    Column("session_id", Integer),
+    Column("source", String(255), nullable=False),
+    Column("dest", Text, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+)

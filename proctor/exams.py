@@ -1,12 +1,14 @@
-"""Exams: creation with an optional roster, listing, counts, and ending early."""
+"""Exams: creation with an optional roster, listing, counts, ending early; update, delete,
+roster changes and overlap warnings (issue 5)."""
 from __future__ import annotations
 
 from datetime import datetime
 
 from sqlalchemy import func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from .db import engine, exams, roster, sessions, utcnow
-from .errors import NotFound
+from .errors import BadRequest, Conflict, NotFound
 
 EXAM_STATES = ("pending", "active", "completed")
 
@@ -103,3 +105,202 @@ def end_exam(exam_id: int) -> dict:
     complete_exam(exam_id)
     with engine().connect() as conn:
         return exam_dict(get_exam_row(conn, exam_id))
+
+
+# --- administration (issue 5): update, delete, roster, overlaps -------------------------------
+
+
+def exam_admin_dict(exam_id: int) -> dict:
+    """The detail view plus the seat settings and any roster overlap, for the teacher's edits."""
+    detail = exam_detail(exam_id)
+    with engine().connect() as conn:
+        detail["settings"] = get_exam_row(conn, exam_id).settings or {}
+    detail["warnings"] = overlap_warnings(exam_id)
+    return detail
+
+
+def update_exam(exam_id: int, changes: dict) -> dict:
+    """Change title, times or seat settings. Times of a completed exam stay as they were.
+
+    Before the exam starts a new end time is simply the schedule; once it has started, the
+    schedule (``scheduled_ends_at``) is kept so the legacy heartbeat tells the seats of the change.
+    """
+    from .status import complete_exam
+
+    now = utcnow()
+    with engine().begin() as conn:
+        row = get_exam_row(conn, exam_id)
+        values = _changed_values(row, changes, now)
+        if values:
+            conn.execute(update(exams).where(exams.c.id == exam_id).values(**values))
+    if values.get("status") == "completed":
+        complete_exam(exam_id)  # moved into the past: finish its sessions now, as end_exam does
+    return exam_admin_dict(exam_id)
+
+
+def _changed_values(row, changes: dict, now: datetime) -> dict:
+    values: dict = {}
+    if "title" in changes:
+        values["title"] = changes["title"]
+    if "settings" in changes:
+        values["settings"] = {**(row.settings or {}), **changes["settings"]}
+    if "starts_at" in changes or "ends_at" in changes:
+        if row.status == "completed":
+            raise Conflict(f"exam {row.id} is completed; its times can no longer change", code="exam_completed")
+        starts = changes.get("starts_at") or row.starts_at
+        ends = changes.get("ends_at") or row.ends_at
+        if ends <= starts:
+            raise BadRequest("ends_at must be after starts_at", code="invalid_body")
+        values.update(starts_at=starts, ends_at=ends, status=status_for(starts, ends, now))
+        if now < row.starts_at:
+            values["scheduled_ends_at"] = ends
+    return values
+
+
+def files_kept(exam_id: int) -> dict:
+    """Recordings, segments and screenshots of the exam still in the data directory."""
+    from .db import recordings, screenshots, segments
+
+    sids = select(sessions.c.id).where(sessions.c.exam_id == exam_id)
+    with engine().connect() as conn:
+        counts = {
+            "recordings": conn.execute(
+                select(func.count()).select_from(recordings)
+                .where(recordings.c.session_id.in_(sids), recordings.c.path.is_not(None))
+            ).scalar_one(),
+            "segments": conn.execute(
+                select(func.count()).select_from(segments)
+                .where(segments.c.session_id.in_(sids), segments.c.deleted_at.is_(None))
+            ).scalar_one(),
+            "screenshots": conn.execute(
+                select(func.count()).select_from(screenshots)
+                .where(screenshots.c.session_id.in_(sids), screenshots.c.path.is_not(None))
+            ).scalar_one(),
+        }
+    return counts
+
+
+def delete_exam(exam_id: int, force: bool = False) -> dict:
+    """Delete an exam with its sessions. Refused while files remain unless archived or forced."""
+    with engine().connect() as conn:
+        get_exam_row(conn, exam_id)
+        sids = conn.execute(select(sessions.c.id).where(sessions.c.exam_id == exam_id)).scalars().all()
+    kept = files_kept(exam_id)
+    if any(kept.values()) and not force:
+        raise Conflict(
+            f"exam {exam_id} still has {kept['recordings']} recordings, {kept['segments']} segments and "
+            f"{kept['screenshots']} screenshots on disk; archive it first or delete with force",
+            code="has_recordings",
+        )
+    _remove_files(exam_id, sids)
+    with engine().begin() as conn:
+        conn.execute(exams.delete().where(exams.c.id == exam_id))  # sessions and the rest cascade
+    return {"deleted": exam_id, "files_removed": kept}
+
+
+def _remove_files(exam_id: int, session_ids: list[int]) -> None:
+    import shutil
+
+    from . import presence
+    from .config import settings
+    from .db import recordings
+
+    from . import redis_client
+    from .sessions import _token_key
+
+    with engine().connect() as conn:
+        paths = conn.execute(
+            select(recordings.c.path).where(recordings.c.session_id.in_(session_ids), recordings.c.path.is_not(None))
+        ).scalars().all()
+        hashes = conn.execute(select(sessions.c.token_hash).where(sessions.c.id.in_(session_ids))).scalars().all()
+    if hashes:  # the token cache would otherwise keep accepting the deleted sessions' tokens
+        redis_client.client().delete(*[_token_key(h) for h in hashes])
+    for path in paths:
+        (settings().data_dir / path).unlink(missing_ok=True)
+    for sid in session_ids:
+        presence.forget(sid)
+        shutil.rmtree(settings().segments_dir / str(sid), ignore_errors=True)
+        shutil.rmtree(settings().screenshots_dir / str(sid), ignore_errors=True)
+
+
+def roster_list(exam_id: int) -> list[dict]:
+    with engine().connect() as conn:
+        get_exam_row(conn, exam_id)
+        rows = conn.execute(
+            select(roster.c.student_id, roster.c.name).where(roster.c.exam_id == exam_id).order_by(roster.c.student_id)
+        ).all()
+    return [{"student_id": r.student_id, "name": r.name} for r in rows]
+
+
+def add_to_roster(exam_id: int, entries: list[dict]) -> dict:
+    """Add students (those already on it are left as they are); returns what changed and overlaps."""
+    with engine().connect() as conn:
+        get_exam_row(conn, exam_id)
+        present = set(
+            conn.execute(
+                select(roster.c.student_id).where(
+                    roster.c.exam_id == exam_id, roster.c.student_id.in_([e["student_id"] for e in entries])
+                )
+            ).scalars()
+        ) if entries else set()
+    added = []
+    for entry in entries:
+        if entry["student_id"] in present:
+            continue
+        try:
+            with engine().begin() as conn:
+                conn.execute(insert(roster).values(exam_id=exam_id, **entry))
+            added.append(entry["student_id"])
+        except IntegrityError:
+            pass  # added concurrently: the same outcome
+    ids = [e["student_id"] for e in entries]
+    return {
+        "added": added,
+        "already_on_roster": sorted(present),
+        "warnings": [w for w in overlap_warnings(exam_id) if w["student_id"] in ids],
+    }
+
+
+def remove_from_roster(exam_id: int, student_id: str) -> None:
+    """Take a student off the roster; a session they already have stays (and its recording)."""
+    with engine().begin() as conn:
+        get_exam_row(conn, exam_id)
+        deleted = conn.execute(
+            roster.delete().where(roster.c.exam_id == exam_id, roster.c.student_id == student_id)
+        ).rowcount
+    if not deleted:
+        raise NotFound(f"student {student_id} is not on the roster of exam {exam_id}")
+
+
+def overlap_warnings(exam_id: int) -> list[dict]:
+    """Students of this exam's roster who are on another unfinished exam at an overlapping time."""
+    other, mine, theirs = exams.alias("other"), roster.alias("mine"), roster.alias("theirs")
+    query = (
+        select(mine.c.student_id, other.c.id, other.c.title, other.c.starts_at, other.c.ends_at)
+        .select_from(
+            mine.join(exams, exams.c.id == mine.c.exam_id)
+            .join(theirs, theirs.c.student_id == mine.c.student_id)
+            .join(other, other.c.id == theirs.c.exam_id)
+        )
+        .where(
+            mine.c.exam_id == exam_id,
+            other.c.id != exam_id,
+            other.c.status != "completed",
+            other.c.starts_at < exams.c.ends_at,
+            other.c.ends_at > exams.c.starts_at,
+        )
+        .order_by(mine.c.student_id, other.c.id)
+    )
+    with engine().connect() as conn:
+        rows = conn.execute(query).all()
+    return [
+        {
+            "student_id": r.student_id,
+            "exam_id": r.id,
+            "title": r.title,
+            "starts_at": r.starts_at.isoformat(),
+            "ends_at": r.ends_at.isoformat(),
+            "message": f"student {r.student_id} is also on exam {r.id} ({r.title}) at an overlapping time",
+        }
+        for r in rows
+    ]

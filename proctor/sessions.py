@@ -14,7 +14,7 @@ from typing import BinaryIO
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from . import jobs, presence, redis_client, storage
+from . import jobs, presence, redis_client, storage, students
 from .config import settings
 from .db import engine, recordings, roster, segments, sessions, utcnow
 from .errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
@@ -36,8 +36,11 @@ def _token_key(token_hash: str) -> str:
 # --- joining and tokens ---------------------------------------------------------------------
 
 
-def join(exam_id: int, student_id: str, client_addr: str | None = None) -> dict:
-    """Create the student's session, or resume it with a fresh token (the old one is revoked)."""
+def join(exam_id: int, student_id: str, client_addr: str | None = None, *, via: str = "token") -> dict:
+    """Create the student's session, or resume it with a fresh token (the old one is revoked).
+
+    Every join is written to the login history (``via`` names the front door).
+    """
     token = secrets.token_urlsafe(32)
     token_hash = hash_token(token)
     with engine().begin() as conn:
@@ -48,12 +51,17 @@ def join(exam_id: int, student_id: str, client_addr: str | None = None) -> dict:
             select(roster.c.id).where(roster.c.exam_id == exam_id, roster.c.student_id == student_id)
         ).first():
             raise Forbidden(f"student {student_id} is not on the roster of exam {exam_id}", code="not_on_roster")
-    sid, old_hash = _create_or_resume(exam_id, student_id, token_hash, client_addr)
+    sid, old_hash, previous_addr = _create_or_resume(exam_id, student_id, token_hash, client_addr)
     r = redis_client.client()
     if old_hash:
         r.delete(_token_key(old_hash))
     r.set(_token_key(token_hash), sid, ex=TOKEN_CACHE_TTL_S)
+    last_seen = presence.last_seen([sid]).get(sid) if old_hash else None  # before track() resets it
     presence.track(sid)
+    students.record_login(
+        exam_id, sid, student_id, resumed=old_hash is not None, via=via,
+        client_addr=client_addr, previous_addr=previous_addr, last_seen=last_seen,
+    )
     return {
         "session_id": sid,
         "token": token,
@@ -79,12 +87,12 @@ def _create_or_resume(exam_id: int, student_id: str, token_hash: str, client_add
                 )
             ).inserted_primary_key[0]
             presence.insert_event(conn, sid, "online", now)
-            return sid, None
+            return sid, None, None
     except IntegrityError:
         pass  # already joined: resume below
     with engine().begin() as conn:
         row = conn.execute(
-            select(sessions.c.id, sessions.c.state, sessions.c.token_hash).where(
+            select(sessions.c.id, sessions.c.state, sessions.c.token_hash, sessions.c.client_addr).where(
                 sessions.c.exam_id == exam_id, sessions.c.student_id == student_id
             )
         ).one()
@@ -96,7 +104,7 @@ def _create_or_resume(exam_id: int, student_id: str, token_hash: str, client_add
             .values(token_hash=token_hash, client_addr=client_addr)
         )
     presence.record_change([row.id], "online")
-    return row.id, row.token_hash
+    return row.id, row.token_hash, row.client_addr
 
 
 def session_for_token(token: str) -> int:
@@ -230,8 +238,11 @@ def seq_summary(session_id: int) -> tuple[int, list[int], int]:
 # --- finishing ------------------------------------------------------------------------------
 
 
-def finish(session_id: int, last_seq: int | None) -> dict:
-    """Record the end of a session and queue its merge. Repeating the same finish is harmless."""
+def finish(session_id: int, last_seq: int | None, *, via: str = "token", client_addr: str | None = None) -> dict:
+    """Record the end of a session and queue its merge. Repeating the same finish is harmless.
+
+    The finish that ends the session is written to the login history as a logout.
+    """
     row = _session_row(session_id)
     next_seq = seq_summary(session_id)[0]
     if last_seq is None:
@@ -245,7 +256,8 @@ def finish(session_id: int, last_seq: int | None) -> dict:
             f"last_seq {last_seq} is below seq {next_seq - 1}, which is already stored",
             code="last_seq_too_low",
         )
-    mark_finished(session_id, last_seq)
+    if mark_finished(session_id, last_seq):
+        students.record_event(row.exam_id, session_id, row.student_id, "logout", via, client_addr)
     return session_view(session_id)
 
 

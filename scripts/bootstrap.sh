@@ -23,6 +23,15 @@ ensure_packages() {
   fi
 }
 
+# Like ensure_packages, for tools some tests use: without root, warn (those tests skip) and go on.
+want_packages() {
+  if [[ "$(id -u)" -eq 0 ]]; then
+    ensure_packages "$@"
+  else
+    ensure_packages "$@" 2>/dev/null || echo "note: without $* some tests will be skipped" >&2
+  fi
+}
+
 # Create or refresh .venv when requirements.txt changed since it was built.
 ensure_venv() {
   local want have=""

@@ -7,8 +7,8 @@
 #                    set it to "skip" to run on SQLite only). The database's tables are dropped.
 #   TEST_REDIS_URL   Redis for the tests (default: redis://127.0.0.1:6379/15; that db is flushed).
 #
-# Installs what a fresh Debian machine lacks (ffmpeg, redis-server, systemd for
-# systemd-analyze, when running as root) and the virtualenv from requirements.txt.
+# Installs what a fresh Debian machine lacks (ffmpeg; systemd for systemd-analyze, shellcheck and
+# curl for the operations tests, when running as root) and the virtualenv from requirements.txt.
 set -euo pipefail
 
 usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; }
@@ -17,7 +17,8 @@ if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then usage; exit 0; fi
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/bootstrap.sh
 source scripts/bootstrap.sh
-ensure_packages ffmpeg redis-server systemd
+ensure_packages ffmpeg
+want_packages systemd shellcheck curl
 ensure_venv
 
 : "${TEST_REDIS_URL:=redis://127.0.0.1:6379/15}"

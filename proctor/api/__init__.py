@@ -1,7 +1,7 @@
-"""The token API's blueprints."""
+"""The token API's blueprints, and the legacy seats' protocol (``legacy``, issue 5)."""
 from flask import Flask
 
-from . import errors, exams, health, ops, sessions
+from . import admin, errors, exams, health, legacy, ops, sessions
 
 
 def register(app: Flask) -> None:
@@ -10,3 +10,5 @@ def register(app: Flask) -> None:
     app.register_blueprint(exams.bp)
     app.register_blueprint(sessions.bp)
     app.register_blueprint(ops.bp)
+    app.register_blueprint(admin.bp)
+    legacy.register(app)

@@ -1,0 +1,292 @@
+"""The desktop seats' front door: their protocol, field for field (see ``proctor.legacy``).
+
+Answers are ``{"status": "success", ...}``; every failure is ``{"status": "error", "message"}``
+with the domain error's 4xx status (the seat shows the message to the student). The handlers are
+registered on this blueprint only, so the token API keeps its own error shape. The blueprint is
+rate-limited per client address and not registered at all when ``PROCTOR_LEGACY_API=0``.
+
+The client address is ``request.remote_addr``; behind a reverse proxy set
+``PROCTOR_TRUSTED_PROXIES`` to the number of proxies so that it is the seat's and not the proxy's.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+from flask import Blueprint, Flask, jsonify, request
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from werkzeug.datastructures import FileStorage
+from werkzeug.exceptions import HTTPException
+
+from .. import legacy, metrics, students
+from ..config import settings
+from ..errors import BadRequest, LengthRequired, ProctorError, TooLarge, UnsupportedMediaType
+from .validation import StudentId, describe
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("legacy", __name__, url_prefix="/api")
+limiter = Limiter(key_func=get_remote_address)  # storage and options come from register()
+# Limits are read per request from the settings, so tests and operators change them by env var.
+limiter.limit(lambda: settings().legacy_rate_limit)(bp)
+# Logins and student look-ups share one stricter budget: they are what an enumeration uses.
+login_limit = limiter.limit(lambda: settings().legacy_login_rate_limit, scope="legacy-login")
+
+# Room for the form fields and multipart framing around the file part.
+FORM_SLACK = 64 * 1024
+VIDEO_TYPES = {".mp4": "video/mp4", ".webm": "video/webm"}
+# The boxes an MP4 may begin with (plain, fragmented or with a leading free/skip box).
+MP4_FIRST_BOXES = {b"ftyp", b"styp", b"moov", b"moof", b"free", b"skip", b"wide", b"mdat"}
+WEBM_MAGIC = b"\x1a\x45\xdf\xa3"
+
+
+# --- errors in the seat's shape ------------------------------------------------------------------
+
+
+def seat_error(status: int, message: str):
+    response = jsonify({"status": "error", "message": message})
+    response.status_code = status
+    return response
+
+
+@bp.errorhandler(ProctorError)
+def _domain(err: ProctorError):
+    return seat_error(err.status, err.message)
+
+
+@bp.errorhandler(HTTPException)
+def _http(err: HTTPException):
+    return seat_error(err.code or 500, err.description or err.name)
+
+
+@bp.errorhandler(Exception)
+def _unexpected(err: Exception):
+    log.exception("unhandled error in the legacy protocol")
+    return seat_error(500, "internal server error")
+
+
+# --- request bodies ------------------------------------------------------------------------------
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
+ExamId = Annotated[int, Field(ge=1, le=2**31 - 1)]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+
+class Login(_Body):
+    student_id: StudentId
+    student_name: Name | None = None
+
+
+class SelectExam(Login):
+    exam_id: ExamId
+
+
+class SeatCall(_Body):
+    student_id: StudentId
+    exam_id: ExamId
+
+
+class RecordingFields(SeatCall):
+    sequence: Annotated[int, Field(ge=0, le=1_000_000)]
+    timestamp: Annotated[str, StringConstraints(max_length=64)] | None = None
+
+
+class ImageFields(SeatCall):
+    timestamp: Annotated[str, StringConstraints(max_length=64)] | None = None
+
+
+class ViolationFields(ImageFields):
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+
+
+def _fields(model):
+    """JSON as the protocol says, or form fields (multipart calls, and lenient seats)."""
+    if request.mimetype != "multipart/form-data":
+        request.max_content_length = FORM_SLACK  # a few fields: nothing bigger is read
+    data = request.get_json(silent=True) if request.is_json else None
+    if data is None:
+        data = request.form.to_dict()
+    if not isinstance(data, dict):
+        raise BadRequest("the body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise BadRequest(describe(err)) from None
+
+
+def _cap_body(limit: int) -> None:
+    """Refuse an upload by its Content-Length before any of it is parsed."""
+    length = request.content_length
+    if length is None:
+        raise LengthRequired("a Content-Length header is required")
+    if length > limit + FORM_SLACK:
+        raise TooLarge(f"the upload may be at most {limit} bytes")
+    request.max_content_length = limit + FORM_SLACK  # werkzeug stops parsing beyond it
+
+
+def _file_size(part: FileStorage) -> int:
+    # Werkzeug spooled the part to a temporary file (or memory when small): measure, do not read.
+    part.stream.seek(0, 2)
+    size = part.stream.tell()
+    part.stream.seek(0)
+    return size
+
+
+def _peek(part: FileStorage, n: int = 12) -> bytes:
+    head = part.stream.read(n)
+    part.stream.seek(0)
+    return head
+
+
+def _client() -> str:
+    return request.remote_addr or "unknown"
+
+
+def _seat(fields: SeatCall) -> legacy.Seat:
+    return legacy.seat_for(fields.student_id, fields.exam_id, _client())
+
+
+# --- calls without a seat -----------------------------------------------------------------------
+
+
+@bp.get("/server_time")
+def server_time():
+    return jsonify({"server_time": legacy.server_time()})
+
+
+@bp.get("/config")
+def config():
+    return jsonify({"status": "success", "config": legacy.seat_configuration()})
+
+
+@bp.get("/students/<student_id>")
+@login_limit
+def student(student_id: str):
+    found = students.get_student(student_id)
+    return jsonify({"status": "success", "student_id": found["student_id"], "student_name": found["name"]})
+
+
+@bp.post("/login")
+@login_limit
+def login():
+    body = _fields(Login)
+    return jsonify(legacy.login(body.student_id, body.student_name, _client()))
+
+
+@bp.post("/login/select_exam")
+@login_limit
+def select_exam():
+    body = _fields(SelectExam)
+    return jsonify(legacy.login(body.student_id, body.student_name, _client(), exam_id=body.exam_id))
+
+
+# --- calls of a logged-in seat ------------------------------------------------------------------
+
+
+@bp.post("/heartbeat")
+def heartbeat():
+    answer = legacy.heartbeat(_seat(_fields(SeatCall)))
+    metrics.HEARTBEATS.inc()
+    return jsonify(answer)
+
+
+@bp.post("/logout")
+def logout():
+    return jsonify(legacy.logout(_seat(_fields(SeatCall)), _client()))
+
+
+@bp.post("/screen_recording")
+def screen_recording():
+    _cap_body(settings().max_segment_bytes)
+    fields = _fields(RecordingFields)
+    seat = _seat(fields)
+    part = request.files.get("video")
+    if part is None:
+        raise BadRequest("the file field 'video' is missing")
+    media_type = _video_type(part)
+    size = _file_size(part)
+    if size == 0:
+        raise BadRequest("the video is empty")
+    if size > settings().max_segment_bytes:
+        raise TooLarge(f"a segment may be at most {settings().max_segment_bytes} bytes")
+    answer = legacy.store_recording(
+        seat, fields.sequence, media_type, legacy.parse_time(fields.timestamp), part.stream, size
+    )
+    metrics.UPLOAD_BYTES.inc(size)
+    return jsonify(answer)
+
+
+def _video_type(part: FileStorage) -> str:
+    """From the file name the protocol prescribes, confirmed by the file's first bytes."""
+    name = (part.filename or "").lower()
+    media_type = next((t for ext, t in VIDEO_TYPES.items() if name.endswith(ext)), None)
+    if media_type is None:
+        raise UnsupportedMediaType("the video's file name must end in .mp4 or .webm")
+    head = _peek(part)
+    looks_right = head[4:8] in MP4_FIRST_BOXES if media_type == "video/mp4" else head.startswith(WEBM_MAGIC)
+    if not looks_right:
+        raise UnsupportedMediaType(f"the file is not an {name.rsplit('.', 1)[-1]} video")
+    return media_type
+
+
+def _image(name: str | None, *, required: bool) -> tuple | None:
+    part = request.files.get(name) if name else next(iter(request.files.values()), None)
+    if part is None or (not part.filename and _file_size(part) == 0):
+        if required:
+            raise BadRequest(f"the file field '{name or 'frame'}' is missing")
+        return None
+    return part.stream, _file_size(part)
+
+
+@bp.post("/screenshot")
+def screenshot():
+    _cap_body(settings().max_screenshot_bytes)
+    fields = _fields(ImageFields)
+    seat = _seat(fields)
+    stream, size = _image("screenshot", required=True)
+    legacy.store_screenshot(seat, "periodic", stream, size, legacy.parse_time(fields.timestamp))
+    return jsonify({"status": "success"})
+
+
+@bp.post("/screen_frame")
+def screen_frame():
+    # The protocol does not name the frame's file field: take whichever file part came.
+    _cap_body(settings().max_screenshot_bytes)
+    fields = _fields(ImageFields)
+    seat = _seat(fields)
+    stream, size = _image(None, required=True)
+    legacy.store_screenshot(seat, "frame", stream, size, legacy.parse_time(fields.timestamp))
+    return jsonify({"status": "success"})
+
+
+@bp.post("/violation")
+def violation():
+    _cap_body(settings().max_screenshot_bytes)
+    fields = _fields(ViolationFields)
+    seat = _seat(fields)
+    image = _image("screenshot", required=False)
+    recorded = legacy.report_violation(seat, fields.reason, legacy.parse_time(fields.timestamp), image)
+    return jsonify({"status": "success", "violation_id": recorded["id"]})
+
+
+# --- wiring ---------------------------------------------------------------------------------------
+
+
+def register(app: Flask) -> None:
+    """Mount the protocol (unless turned off) with its per-address rate limits in Redis."""
+    cfg = settings()
+    if not cfg.legacy_api:
+        log.info("legacy seat protocol is off (PROCTOR_LEGACY_API=0)")
+        return
+    app.config.setdefault("RATELIMIT_STORAGE_URI", cfg.redis_url)
+    app.config.setdefault("RATELIMIT_KEY_PREFIX", cfg.redis_prefix + "ratelimit")
+    app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
+    # A Redis hiccup must not turn every seat away: the limit then simply does not apply.
+    app.config.setdefault("RATELIMIT_SWALLOW_ERRORS", True)
+    limiter.init_app(app)
+    app.register_blueprint(bp)

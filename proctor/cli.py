@@ -1,0 +1,83 @@
+"""Operator commands: ``python -m proctor.cli COMMAND`` (from the repository root).
+
+  archive EXAM_ID [--dest DIR]     move a completed exam's recordings, screenshots and leftover
+                                   segments to DIR/exam-EXAM_ID (default PROCTOR_ARCHIVE_DIR),
+                                   verified by checksum, and record where they went
+  export EXAM_ID [--out FILE]      the exam report as CSV (roster, presence spans, logins,
+                                   violations, recording duration and gaps) to FILE or stdout
+  import-students FILE [--exam-id N]
+                                   add a CSV or .xlsx list of students to the registry (and to
+                                   exam N's roster); prints the rows accepted and rejected
+
+Exit status: 0 on success, 1 when the command was refused (the reason is printed), 2 for usage.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import ProctorError
+
+
+def _archive(args) -> dict:
+    from . import archive
+
+    return archive.archive_exam(args.exam_id, Path(args.dest) if args.dest else None)
+
+
+def _export(args) -> dict | None:
+    from . import archive
+
+    text = archive.report_csv(args.exam_id)
+    if not args.out:
+        sys.stdout.write(text)
+        return None
+    Path(args.out).write_text(text, encoding="utf-8")
+    return {"exam_id": args.exam_id, "out": args.out, "rows": text.count("\n") - 1}
+
+
+def _import(args) -> dict:
+    from . import exams, students
+
+    path = Path(args.file)
+    report = students.import_table(path.read_bytes(), "", path.name)
+    if args.exam_id is not None and report["students"]:
+        report["roster"] = exams.add_to_roster(args.exam_id, report["students"])
+    report.pop("students")
+    return report
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m proctor.cli", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    a = sub.add_parser("archive", help="move a completed exam's files to the backup directory")
+    a.add_argument("exam_id", type=int)
+    a.add_argument("--dest", help="backup directory (default PROCTOR_ARCHIVE_DIR)")
+    a.set_defaults(run=_archive)
+    e = sub.add_parser("export", help="write the exam report as CSV")
+    e.add_argument("exam_id", type=int)
+    e.add_argument("--out", help="file to write (default stdout)")
+    e.set_defaults(run=_export)
+    i = sub.add_parser("import-students", help="import students from CSV or .xlsx")
+    i.add_argument("file")
+    i.add_argument("--exam-id", type=int)
+    i.set_defaults(run=_import)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        result = args.run(args)
+    except ProctorError as err:
+        print(f"error: {err.message}", file=sys.stderr)
+        return 1
+    if result is not None:
+        print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

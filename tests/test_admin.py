@@ -1,0 +1,280 @@
+"""Administration on the token API: students and their import, rosters, exam update and delete,
+violations, screenshots and login history (real Gunicorn, database under test, real Redis)."""
+from __future__ import annotations
+
+import io
+import os
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from tests.test_api import error_code
+from tests.test_legacy import Seat, png_image, unique
+
+DATA = Path(os.environ["PROCTOR_DATA_DIR"])
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def patch(api, path, body, token="teacher"):
+    return api.http.patch(api.url(path), headers=api._auth(token, {}), json=body)
+
+
+def delete(api, path, token="teacher"):
+    return api.http.delete(api.url(path), headers=api._auth(token, {}))
+
+
+# --- students registry and import ---------------------------------------------------------------
+
+
+def test_csv_import_reports_accepted_and_rejected(api):
+    p = unique("csv")
+    text = (
+        "student_id,name\n"
+        f"{p}1,Ada Lovelace\n"
+        f"{p}2,\n"
+        ",No Id\n"
+        "bad id,Has Space\n"
+        f"{p}1,Twice\n"
+        "\n"
+        f"{p}3,{'x' * 201}\n"
+        f"{p}4,Émile Zola\n"
+    )
+    r = api.post("/api/admin/students/import", "teacher", data=text.encode("utf-8-sig"),
+                 headers={"Content-Type": "text/csv"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["accepted"] == 3 and body["created"] == 3
+    assert [(x["row"], x["reason"].split()[0]) for x in body["rejected"]] == [
+        (4, "student_id"), (5, "student_id"), (6, "student_id"), (8, "name")]
+    assert "twice" in body["rejected"][2]["reason"]
+    listed = {s["student_id"]: s["name"] for s in api.get("/api/admin/students", "teacher").json()["students"]}
+    assert listed[f"{p}1"] == "Ada Lovelace" and listed[f"{p}2"] is None and listed[f"{p}4"] == "Émile Zola"
+
+    # The legacy seat's form is prefilled from the registry.
+    r = api.get(f"/api/students/{p}4")
+    assert r.json() == {"status": "success", "student_id": f"{p}4", "student_name": "Émile Zola"}
+
+
+def test_xlsx_import_into_a_roster(api):
+    from openpyxl import Workbook
+
+    p = unique("xlsx")
+    exam = api.create_exam()
+    book = Workbook()
+    sheet = book.active
+    sheet.append(["Name", "Student ID"])  # header in any order
+    sheet.append(["Alan Turing", 20230001])  # a numeric id, as spreadsheets store them
+    sheet.append(["Grace Hopper", f"{p}b"])
+    sheet.append(["No Id", None])
+    buf = io.BytesIO()
+    book.save(buf)
+    files = {"file": ("students.xlsx", buf.getvalue(), XLSX)}
+    r = api.post(f"/api/admin/students/import?exam_id={exam['id']}", "teacher", files=files)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["accepted"] == 2 and [x["row"] for x in body["rejected"]] == [4]
+    assert sorted(body["roster"]["added"]) == sorted(["20230001", f"{p}b"])
+    roster = api.get(f"/api/exams/{exam['id']}/roster", "teacher").json()["roster"]
+    assert {"student_id": "20230001", "name": "Alan Turing"} in roster
+
+
+@pytest.mark.parametrize(
+    "data,content_type,status",
+    [
+        (b"PK\x03\x04 not really a zip", XLSX, 400),
+        (b"\x00\x01binary", "image/png", 415),
+    ],
+)
+def test_bad_import_files(api, data, content_type, status):
+    before = len(api.get("/api/admin/students", "teacher").json()["students"])
+    r = api.post("/api/admin/students/import", "teacher", data=data, headers={"Content-Type": content_type})
+    assert r.status_code == status, r.text
+    assert len(api.get("/api/admin/students", "teacher").json()["students"]) == before
+
+
+def test_registry_add_delete_and_auth(api):
+    sid = unique("reg")
+    assert api.post("/api/admin/students", json={"students": [sid]}).status_code == 401
+    r = api.post("/api/admin/students", "teacher", json={"students": [{"student_id": sid, "name": "Reg"}]})
+    assert r.json() == {"created": 1, "updated": 0}
+    r = api.post("/api/admin/students", "teacher", json={"students": [{"student_id": sid, "name": "Renamed"}]})
+    assert r.json() == {"created": 0, "updated": 1}
+    assert delete(api, f"/api/admin/students/{sid}").status_code == 204
+    assert delete(api, f"/api/admin/students/{sid}").status_code == 404
+
+
+# --- rosters and overlaps -----------------------------------------------------------------------
+
+
+def test_roster_add_remove_and_overlap_warning(api):
+    sid = unique("overlap")
+    first = api.create_exam(title="Morning", roster=[sid])
+    assert first["warnings"] == []
+    second = api.create_exam(title="Also morning", start_in_s=600, roster=[sid, sid + "x"])
+    assert [(w["student_id"], w["exam_id"]) for w in second["warnings"]] == [(sid, first["id"])]
+
+    later = api.create_exam(title="Tomorrow", start_in_s=86_400)
+    r = api.post(f"/api/exams/{later['id']}/roster", "teacher", json={"students": [sid, {"student_id": "n1", "name": "N"}]})
+    assert r.status_code == 200 and sorted(r.json()["added"]) == sorted([sid, "n1"]) and r.json()["warnings"] == []
+    r = api.post(f"/api/exams/{later['id']}/roster", "teacher", json={"students": [sid]})
+    assert r.json()["added"] == [] and r.json()["already_on_roster"] == [sid]
+
+    # Moving "Tomorrow" onto the morning makes the overlap appear.
+    now = datetime.now(timezone.utc)
+    r = patch(api, f"/api/exams/{later['id']}", {"starts_at": now.isoformat(), "ends_at": (now + timedelta(hours=1)).isoformat()})
+    assert r.status_code == 200 and {w["exam_id"] for w in r.json()["warnings"]} == {first["id"], second["id"]}
+
+    assert delete(api, f"/api/exams/{later['id']}/roster/{sid}").status_code == 204
+    assert delete(api, f"/api/exams/{later['id']}/roster/{sid}").status_code == 404
+    assert [e["student_id"] for e in api.get(f"/api/exams/{later['id']}/roster", "teacher").json()["roster"]] == ["n1"]
+
+
+# --- exam update and delete ---------------------------------------------------------------------
+
+
+def test_update_exam(api):
+    exam = api.create_exam(title="Draft", start_in_s=3600)
+    new_end = datetime.fromisoformat(exam["ends_at"]) + timedelta(minutes=30)
+    r = patch(api, f"/api/exams/{exam['id']}", {"title": "Final", "ends_at": new_end.isoformat(),
+                                                 "settings": {"disable_new_tabs": True}})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["title"] == "Final" and datetime.fromisoformat(body["ends_at"]) == new_end
+    assert body["settings"] == {"disable_new_tabs": True} and body["status"] == "pending"
+    r = patch(api, f"/api/exams/{exam['id']}", {"settings": {"delay_min": 10}})
+    assert r.json()["settings"] == {"disable_new_tabs": True, "delay_min": 10}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"title": ""},
+        {"title": None},
+        {"ends_at": "2000-01-01T00:00:00+00:00"},  # before starts_at
+        {"starts_at": "tomorrow"},
+        {"ends_at": "2030-01-01T10:00:00"},  # no offset
+        {"settings": {"delay_min": -1}},
+        {"settings": {"delay_min": "5"}},
+        [1],
+    ],
+)
+def test_update_exam_bad_bodies(api, body):
+    exam = api.create_exam(title="Keep")
+    r = patch(api, f"/api/exams/{exam['id']}", body)
+    assert r.status_code == 400, r.text
+    detail = api.get(f"/api/exams/{exam['id']}", "teacher").json()
+    assert detail["title"] == "Keep" and detail["ends_at"] == exam["ends_at"]
+
+
+def test_completed_exam_times_are_fixed_and_auth(api):
+    exam = api.create_exam(start_in_s=-7200, length_s=3600)
+    r = patch(api, f"/api/exams/{exam['id']}", {"ends_at": datetime.now(timezone.utc).isoformat()})
+    assert r.status_code == 409 and error_code(r) == "exam_completed"
+    assert patch(api, f"/api/exams/{exam['id']}", {"title": "x"}, token=None).status_code == 401
+    assert delete(api, f"/api/exams/{exam['id']}", token=None).status_code == 401
+    assert patch(api, "/api/exams/999999", {"title": "x"}).status_code == 404
+
+
+def test_delete_exam_refused_while_files_exist_unless_forced(api):
+    exam = api.create_exam()
+    s = api.join(exam["id"], "deleteme")
+    assert api.upload(s, 0, b"segment bytes").status_code == 201
+    r = delete(api, f"/api/exams/{exam['id']}")
+    assert r.status_code == 409 and error_code(r) == "has_recordings"
+    assert api.get(f"/api/exams/{exam['id']}", "teacher").status_code == 200
+
+    r = delete(api, f"/api/exams/{exam['id']}?force=1")
+    assert r.status_code == 200 and r.json()["files_removed"]["segments"] == 1
+    assert api.get(f"/api/exams/{exam['id']}", "teacher").status_code == 404
+    assert not (DATA / "segments" / str(s["session_id"])).exists()
+    assert api.post(f"/api/sessions/{s['session_id']}/heartbeat", s["token"]).status_code in (401, 404)
+
+    empty = api.create_exam()
+    assert delete(api, f"/api/exams/{empty['id']}").status_code == 200
+
+
+# --- violations and screenshots (token API) ------------------------------------------------------
+
+
+def post_shot(api, s, data: bytes, content_type="image/png", kind=None):
+    path = f"/api/sessions/{s['session_id']}/screenshots" + (f"?kind={kind}" if kind else "")
+    return api.post(path, s["token"], data=data, headers={"Content-Type": content_type})
+
+
+def test_token_screenshots_and_violations(api):
+    exam = api.create_exam()
+    s = api.join(exam["id"], unique("viol"))
+    png = png_image()
+    r = post_shot(api, s, png)
+    assert r.status_code == 201, r.text
+    periodic = r.json()
+    assert periodic["kind"] == "periodic" and periodic["media_type"] == "image/png" and periodic["size"] == len(png)
+    shot = post_shot(api, s, png, kind="violation").json()
+
+    r = api.post(f"/api/sessions/{s['session_id']}/violations", s["token"],
+                 json={"reason": "switched window", "screenshot_id": shot["id"], "occurred_at": 1700000000000})
+    assert r.status_code == 201, r.text
+    v = r.json()
+    assert v["reason"] == "switched window" and v["screenshot"]["id"] == shot["id"] and v["via"] == "token"
+    assert v["occurred_at"].startswith("2023-11-14T22:13:20")
+    assert api.post(f"/api/sessions/{s['session_id']}/violations", s["token"], json={"reason": "no shot"}).status_code == 201
+
+    listed = api.get(f"/api/exams/{exam['id']}/violations", "teacher").json()["violations"]
+    assert [x["reason"] for x in listed] == ["switched window", "no shot"]
+    img = api.get(listed[0]["screenshot"]["url"], "teacher")
+    assert img.status_code == 200 and img.content == png
+    assert api.get(listed[0]["screenshot"]["url"], s["token"]).status_code == 403  # teacher only
+    shots = api.get(f"/api/sessions/{s['session_id']}/screenshots", "teacher").json()["screenshots"]
+    assert [x["kind"] for x in shots] == ["periodic", "violation"]
+
+
+def test_bad_screenshots_and_violations_store_nothing(api):
+    exam = api.create_exam()
+    s = api.join(exam["id"], unique("badshot"))
+    other = api.join(exam["id"], unique("other"))
+    foreign = post_shot(api, other, png_image()).json()
+
+    assert post_shot(api, s, b"GIF89a not allowed", "image/png").status_code == 415  # magic bytes decide
+    assert post_shot(api, s, png_image(), "image/gif").status_code == 415
+    assert post_shot(api, s, b"", "image/png").status_code == 400
+    assert post_shot(api, s, png_image(), kind="selfie").status_code == 400
+    big = b"\x89PNG\r\n\x1a\n" + b"\x00" * (10 * 1024 * 1024)
+    assert post_shot(api, s, big).status_code == 413
+    assert api.post(f"/api/sessions/{s['session_id']}/screenshots", other["token"], data=png_image(),
+                    headers={"Content-Type": "image/png"}).status_code == 403
+
+    for body in ({}, {"reason": ""}, {"reason": "x", "screenshot_id": foreign["id"]}, {"reason": "x", "occurred_at": "now"}):
+        r = api.post(f"/api/sessions/{s['session_id']}/violations", s["token"], json=body)
+        assert r.status_code == 400, (body, r.text)
+    assert api.get(f"/api/sessions/{s['session_id']}/screenshots", "teacher").json()["screenshots"] == []
+    assert api.get(f"/api/sessions/{s['session_id']}/violations", "teacher").json()["violations"] == []
+    d = DATA / "screenshots" / str(s["session_id"])
+    assert not d.exists() or list(d.iterdir()) == []
+
+
+# --- login history (token API) -------------------------------------------------------------------
+
+
+def test_token_login_history(api, server):
+    sid = unique("hist")
+    exam = api.create_exam()
+    first = api.join(exam["id"], sid)
+    api.join(exam["id"], sid)  # a restarted client, same address: not flagged
+    # The same student from another machine while the first is online: flagged.
+    other = Seat(server, "127.0.0.71", sid, "x")
+    r = other.http.post(api.url(f"/api/exams/{exam['id']}/join"), json={"student_id": sid})
+    assert r.status_code == 201
+    token = r.json()["token"]
+    assert api.post(f"/api/sessions/{first['session_id']}/finish", token, json={}).status_code == 202
+
+    logins = api.get(f"/api/exams/{exam['id']}/logins?student_id={sid}", "teacher").json()["logins"]
+    assert [(e["kind"], e["client_addr"], e["flagged"], e["via"]) for e in logins] == [
+        ("login", "127.0.0.1", False, "token"),
+        ("rejoin", "127.0.0.1", False, "token"),
+        ("rejoin", "127.0.0.71", True, "token"),
+        ("logout", None, False, "token"),
+    ]
+    flagged = api.get(f"/api/exams/{exam['id']}/logins?flagged=1", "teacher").json()["logins"]
+    assert len(flagged) == 1
+    assert api.get("/api/exams/999999/logins", "teacher").status_code == 404
