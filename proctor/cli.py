@@ -8,6 +8,9 @@
   import-students FILE [--exam-id N]
                                    add a CSV or .xlsx list of students to the registry (and to
                                    exam N's roster); prints the rows accepted and rejected
+  merge-dir DIR OUT                merge a folder of segments from elsewhere into OUT, ordered by
+                                   the number in each file name, else a timestamp in the name,
+                                   else modification time (OUT's suffix follows the container)
 
 Exit status: 0 on success, 1 when the command was refused (the reason is printed), 2 for usage.
 """
@@ -49,6 +52,19 @@ def _import(args) -> dict:
     return report
 
 
+def _merge_dir(args) -> dict:
+    from . import media
+    from .config import settings
+
+    try:
+        report = media.merge_directory(
+            Path(args.dir), Path(args.out), ffmpeg=settings().ffmpeg, ffprobe=settings().ffprobe
+        )
+    except (media.MediaError, FileNotFoundError, NotADirectoryError) as err:
+        raise ProctorError(str(err)) from err
+    return report.as_dict()
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m proctor.cli", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -64,6 +80,10 @@ def parser() -> argparse.ArgumentParser:
     i.add_argument("file")
     i.add_argument("--exam-id", type=int)
     i.set_defaults(run=_import)
+    m = sub.add_parser("merge-dir", help="merge a folder of segments into one video")
+    m.add_argument("dir")
+    m.add_argument("out")
+    m.set_defaults(run=_merge_dir)
     return p
 
 

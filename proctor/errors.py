@@ -39,6 +39,10 @@ class Conflict(ProctorError):
     status, code = 409, "conflict"
 
 
+class Gone(ProctorError):
+    status, code = 410, "gone"
+
+
 class LengthRequired(ProctorError):
     status, code = 411, "length_required"
 
@@ -49,6 +53,10 @@ class TooLarge(ProctorError):
 
 class UnsupportedMediaType(ProctorError):
     status, code = 415, "unsupported_media_type"
+
+
+class InsufficientStorage(ProctorError):
+    status, code = 507, "insufficient_storage"
 
 
 class Unavailable(ProctorError):

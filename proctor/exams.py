@@ -204,17 +204,14 @@ def _remove_files(exam_id: int, session_ids: list[int]) -> None:
     from . import presence
     from .config import settings
     from .db import recordings
-
-    from . import redis_client
-    from .sessions import _token_key
+    from .sessions import forget_cached_tokens  # sessions imports this module
 
     with engine().connect() as conn:
         paths = conn.execute(
             select(recordings.c.path).where(recordings.c.session_id.in_(session_ids), recordings.c.path.is_not(None))
         ).scalars().all()
         hashes = conn.execute(select(sessions.c.token_hash).where(sessions.c.id.in_(session_ids))).scalars().all()
-    if hashes:  # the token cache would otherwise keep accepting the deleted sessions' tokens
-        redis_client.client().delete(*[_token_key(h) for h in hashes])
+    forget_cached_tokens(hashes)
     for path in paths:
         (settings().data_dir / path).unlink(missing_ok=True)
     for sid in session_ids:

@@ -92,7 +92,7 @@ __all__ = [
     "merge_directory",
 ]
 
-from .storage import TMP_PREFIX  # noqa: E402 - one naming rule for all scratch files
+from .storage import TMP_PREFIX, fsync_dir  # noqa: E402 - one rule for scratch files and syncs
 PROBE_TIMEOUT = 60.0
 HASH_CHUNK = 1024 * 1024
 # Demuxers an upload may be opened with; everything else (HLS playlists, images, raw streams...)
@@ -835,16 +835,8 @@ def _publish(temp_output: Path, final: Path) -> tuple[int, str]:
         os.fsync(f.fileno())
         size = os.fstat(f.fileno()).st_size
     os.replace(temp_output, final)
-    _fsync_dir(final.parent)
+    fsync_dir(final.parent)
     return size, digest.hexdigest()
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # --------------------------------------------------------------------------------------------

@@ -29,6 +29,21 @@ return moved
 """
 
 
+# Only tracked sessions (joined, not finished) are touched, so a late heartbeat of a finished
+# session cannot put it back into the sweep. Returns 0 untracked, 1 online, 2 back from offline.
+_HEARTBEAT = """
+if redis.call('srem', KEYS[2], ARGV[1]) == 1 then
+  redis.call('zadd', KEYS[1], ARGV[2], ARGV[1])
+  return 2
+end
+if redis.call('zscore', KEYS[1], ARGV[1]) then
+  redis.call('zadd', KEYS[1], ARGV[2], ARGV[1])
+  return 1
+end
+return 0
+"""
+
+
 def _keys() -> tuple[str, str]:
     return redis_client.key("presence", "heartbeats"), redis_client.key("presence", "offline")
 
@@ -51,14 +66,15 @@ def forget(session_id: int) -> None:
     pipe.execute()
 
 
-def heartbeat(session_id: int) -> None:
+def heartbeat(session_id: int) -> bool:
+    """Record a heartbeat; False when the session is not tracked (finished, or never joined)."""
     hb, offline = _keys()
-    pipe = redis_client.client().pipeline()
-    pipe.zadd(hb, {str(session_id): time.time()})
-    pipe.srem(offline, str(session_id))
-    _, was_offline = pipe.execute()
-    if was_offline:
+    outcome = redis_client.client().eval(_HEARTBEAT, 2, hb, offline, str(session_id), time.time())
+    if outcome == 0 and reseed_if_lost():  # Redis lost the sets since the last status check
+        outcome = redis_client.client().eval(_HEARTBEAT, 2, hb, offline, str(session_id), time.time())
+    if outcome == 2:
         record_change([session_id], "online")
+    return outcome != 0
 
 
 def last_seen(session_ids: list[int]) -> dict[int, datetime]:

@@ -33,6 +33,12 @@ def _token_key(token_hash: str) -> str:
     return redis_client.key("token", token_hash)
 
 
+def forget_cached_tokens(token_hashes: list[str]) -> None:
+    """Drop tokens from the cache so sessions deleted from the database stop authenticating."""
+    if token_hashes:
+        redis_client.client().delete(*[_token_key(h) for h in token_hashes])
+
+
 # --- joining and tokens ---------------------------------------------------------------------
 
 

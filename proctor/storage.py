@@ -6,6 +6,7 @@ upload leaves nothing visible and memory per upload stays at one chunk.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import tempfile
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from .config import settings
+from .errors import InsufficientStorage
 
 CHUNK = 256 * 1024
 TMP_PREFIX = ".tmp-"
@@ -70,8 +72,11 @@ def stage_stream(stream: BinaryIO, directory: Path, length: int) -> StagedFile:
                 remaining -= len(chunk)
             out.flush()
             os.fsync(out.fileno())
-    except BaseException:
+    except BaseException as err:
         discard(Path(name))
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            # The client keeps the segment and retries; nothing half-written stays behind.
+            raise InsufficientStorage("the server's disk is full; nothing stored, retry later") from err
         raise
     return StagedFile(Path(name), length, digest.hexdigest())
 

@@ -485,3 +485,26 @@ STOP_BEAT="celery_beat:$MARK_BEAT"
 STOP_STATUS="celery_worker_status:$MARK_STATUS:cold"
 STOP_MERGE="celery_worker_merge:$MARK_MERGE:cold"
 STOP_REDIS="redis:$MARK_REDIS"
+
+# start_celery_worker NAME MARKER NODE QUEUE CONCURRENCY LOG: start one Celery worker daemon, unless
+# it already runs; ready when NODE answers a ping.
+start_celery_worker() {
+	local name="$1" marker="$2" node="$3" queue="$4" concurrency="$5" log="$6" pid celery
+	celery="$(tool celery)"
+	if pid="$(running_pid "$name" "$marker")"; then
+		info "$name is already running (pid $pid)"
+		return 0
+	fi
+	if celery_answers "$node" 1; then
+		die "a worker named $node already answers on this broker but was not started from $RUN_DIR; stop it first"
+	fi
+	start_daemon "$name" "$marker" "$log" \
+		celery_answers "$node" -- \
+		"$celery" -A "$CELERY_APP" worker \
+		--queues "$queue" \
+		--concurrency "$concurrency" \
+		-n "$node" \
+		--loglevel INFO \
+		--task-events \
+		--logfile "$log"
+}

@@ -24,23 +24,5 @@ esac
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ensure_dirs
-log="$LOG_DIR/celery_worker_status.log"
-celery="$(tool celery)"
-
-if pid="$(running_pid celery_worker_status "$MARK_STATUS")"; then
-	info "celery_worker_status is already running (pid $pid)"
-	exit 0
-fi
-if celery_answers "$STATUS_NODE" 1; then
-	die "a worker named $STATUS_NODE already answers on this broker but was not started from $RUN_DIR; stop it first"
-fi
-
-start_daemon celery_worker_status "$MARK_STATUS" "$log" \
-	celery_answers "$STATUS_NODE" -- \
-	"$celery" -A "$CELERY_APP" worker \
-	--queues status_check \
-	--concurrency 1 \
-	-n "$STATUS_NODE" \
-	--loglevel INFO \
-	--task-events \
-	--logfile "$log"
+start_celery_worker celery_worker_status "$MARK_STATUS" "$STATUS_NODE" status_check 1 \
+	"$LOG_DIR/celery_worker_status.log"

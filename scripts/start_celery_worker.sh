@@ -30,23 +30,5 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 concurrency="$(positive_int PROCTOR_MERGE_CONCURRENCY "${PROCTOR_MERGE_CONCURRENCY:-2}")"
 ensure_dirs
-log="$LOG_DIR/celery_worker_merge.log"
-celery="$(tool celery)"
-
-if pid="$(running_pid celery_worker_merge "$MARK_MERGE")"; then
-	info "celery_worker_merge is already running (pid $pid)"
-	exit 0
-fi
-if celery_answers "$MERGE_NODE" 1; then
-	die "a worker named $MERGE_NODE already answers on this broker but was not started from $RUN_DIR; stop it first"
-fi
-
-start_daemon celery_worker_merge "$MARK_MERGE" "$log" \
-	celery_answers "$MERGE_NODE" -- \
-	"$celery" -A "$CELERY_APP" worker \
-	--queues video_merge \
-	--concurrency "$concurrency" \
-	-n "$MERGE_NODE" \
-	--loglevel INFO \
-	--task-events \
-	--logfile "$log"
+start_celery_worker celery_worker_merge "$MARK_MERGE" "$MERGE_NODE" video_merge "$concurrency" \
+	"$LOG_DIR/celery_worker_merge.log"

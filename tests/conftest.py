@@ -156,7 +156,7 @@ def server():
     proc.stop()
 
 
-def start_worker(queue: str, concurrency: int, name: str) -> Process:
+def start_worker(queue: str, concurrency: int, name: str, ping_broker: str | None = None) -> Process:
     proc = Process(
         [
             str(BIN / "celery"), "-A", "celery_config.celery_app", "worker",
@@ -165,18 +165,28 @@ def start_worker(queue: str, concurrency: int, name: str) -> Process:
         ],
         f"worker-{name}.log",
     ).start()
-    return wait_worker_ready(proc, name)
+    return wait_worker_ready(proc, name, ping_broker)
 
 
-def wait_worker_ready(proc: Process, name: str) -> Process:
-    from celery_config import celery_app
+def wait_worker_ready(proc: Process, name: str, ping_broker: str | None = None) -> Process:
+    """Poll until the worker answers a ping (on ``ping_broker``, default the suite's Redis)."""
+    if ping_broker:
+        from celery import Celery
+
+        celery_app = Celery(broker=ping_broker, set_as_current=False)
+    else:
+        from celery_config import celery_app
 
     def answers():
         if not proc.alive():
             raise AssertionError("worker exited:\n" + proc.log()[-3000:])
         return celery_app.control.ping(destination=[f"{name}@{socket.gethostname()}"], timeout=1)
 
-    wait_until(answers, timeout=60, interval=0.5, what=f"celery worker {name}")
+    try:
+        wait_until(answers, timeout=60, interval=0.5, what=f"celery worker {name}")
+    except AssertionError:
+        proc.stop()  # never leave a half-started worker consuming another run's queue
+        raise
     return proc
 
 

@@ -273,7 +273,7 @@ def test_token_login_history(api, server):
         ("login", "127.0.0.1", False, "token"),
         ("rejoin", "127.0.0.1", False, "token"),
         ("rejoin", "127.0.0.71", True, "token"),
-        ("logout", None, False, "token"),
+        ("logout", "127.0.0.1", False, "token"),
     ]
     flagged = api.get(f"/api/exams/{exam['id']}/logins?flagged=1", "teacher").json()["logins"]
     assert len(flagged) == 1

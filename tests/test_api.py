@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from tests.client import sha256
-from tests.conftest import RUN_DIR
 
 DATA = Path(os.environ["PROCTOR_DATA_DIR"])
 

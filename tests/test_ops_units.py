@@ -258,8 +258,7 @@ def test_start_daemon_records_pid_and_is_idempotent(lib):
 def test_stop_kills_what_ignores_sigterm_and_leaves_no_strays(lib):
     assert lib.start(STUBBORN).returncode == 0
     pid = lib.pid()
-    time.sleep(0.3)
-    assert len(group_members(pid)) == 2  # bash and its sleep
+    assert wait_for_value(lambda: len(group_members(pid)) == 2, 10)  # bash and its sleep
     began = time.monotonic()
     result = lib.stop()
     assert result.returncode == 0, result.stderr

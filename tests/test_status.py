@@ -141,3 +141,16 @@ def test_offline_presence_is_rebuilt_after_redis_loses_it(api):
     assert presence.reseed_if_lost() >= 1
     assert r.zscore(redis_client.key("presence", "heartbeats"), str(s["session_id"])) is not None
 
+
+
+def test_heartbeat_of_a_finished_session_is_not_tracked(api):
+    from proctor import presence, redis_client
+
+    exam = api.create_exam()
+    s = api.join(exam["id"], "done-then-beating")
+    assert api.post(f"/api/sessions/{s['session_id']}/finish", s["token"], json={}).status_code == 202
+    r = api.post(f"/api/sessions/{s['session_id']}/heartbeat", s["token"])
+    assert r.status_code == 200 and r.json()["tracked"] is False
+    hb = redis_client.key("presence", "heartbeats")
+    assert redis_client.client().zscore(hb, str(s["session_id"])) is None
+    assert presence.heartbeat(s["session_id"]) is False

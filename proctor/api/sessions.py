@@ -8,7 +8,7 @@ from flask import Blueprint, jsonify, request, send_file
 
 from .. import metrics, presence, sessions, storage
 from ..config import settings
-from ..errors import BadRequest, Conflict, LengthRequired, NotFound, TooLarge, UnsupportedMediaType
+from ..errors import BadRequest, Conflict, Gone, ProctorError, LengthRequired, NotFound, TooLarge, UnsupportedMediaType
 from .auth import require_session, require_teacher
 from .validation import Finish, parse
 
@@ -20,9 +20,15 @@ SHA256_HEX = re.compile(r"^[0-9a-fA-F]{64}$")
 @bp.post("/<int:session_id>/heartbeat")
 def heartbeat(session_id: int):
     require_session(session_id, teacher_ok=False)
-    presence.heartbeat(session_id)
+    tracked = presence.heartbeat(session_id)
     metrics.HEARTBEATS.inc()
-    return jsonify({"presence": "online", "server_time": datetime.now(timezone.utc).isoformat()})
+    return jsonify(
+        {
+            "presence": "online" if tracked else "offline",
+            "tracked": tracked,
+            "server_time": datetime.now(timezone.utc).isoformat(),
+        }
+    )
 
 
 @bp.put("/<int:session_id>/segments/<seq>")
@@ -39,10 +45,23 @@ def put_segment(session_id: int, seq: str):
         created, info = sessions.store_segment(session_id, upload, request.stream)
     except storage.IncompleteUpload as err:
         raise BadRequest(f"{err}; nothing stored", code="incomplete_body") from None
+    except ProctorError:
+        drain(request.stream)
+        raise
     if created:
         metrics.UPLOAD_BYTES.inc(upload.length)
     info["next_seq"] = sessions.seq_summary(session_id)[0]
     return jsonify(info), 201 if created else 200
+
+
+def drain(stream) -> None:
+    """Read what is left of a refused body (at most max_segment_bytes, checked before).
+
+    Answering while the client is still sending makes the server close a half-read connection;
+    the client then sees a reset instead of our 4xx/5xx and cannot tell why it failed.
+    """
+    while stream.read(storage.CHUNK):
+        pass
 
 
 def _seq(raw: str) -> int:
@@ -99,7 +118,7 @@ def get_session(session_id: int):
 def finish(session_id: int):
     require_session(session_id, teacher_ok=True)
     body = parse(Finish, allow_empty=True)
-    return jsonify(sessions.finish(session_id, body.last_seq)), 202
+    return jsonify(sessions.finish(session_id, body.last_seq, client_addr=request.remote_addr)), 202
 
 
 @bp.post("/<int:session_id>/merge")
@@ -113,6 +132,8 @@ def merge_again(session_id: int):
 def recording(session_id: int):
     require_session(session_id, teacher_ok=True)
     row = sessions.recording_row(session_id)
+    if row is not None and row.status in ("archived", "expired"):
+        raise Gone(f"the recording of session {session_id} was {row.status}", code=f"recording_{row.status}")
     if row is None or row.status not in ("merged", "partial") or not row.path:
         raise NotFound(f"session {session_id} has no merged recording yet")
     path = settings().data_dir / row.path

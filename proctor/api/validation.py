@@ -30,13 +30,48 @@ class ExamCreate(Strict):
     roster: list[StudentId | RosterEntry] | None = Field(default=None, max_length=100_000)
 
     def students(self) -> list[dict] | None:
-        if self.roster is None:
-            return None
-        seen: dict[str, dict] = {}
-        for item in self.roster:
-            entry = RosterEntry(student_id=item) if isinstance(item, str) else item
-            seen[entry.student_id] = {"student_id": entry.student_id, "name": entry.name}
-        return list(seen.values())
+        return None if self.roster is None else roster_entries(self.roster)
+
+
+def roster_entries(items: list[str | RosterEntry]) -> list[dict]:
+    """Roster items as rows, one per student id (a repeated id keeps its last name)."""
+    seen: dict[str, dict] = {}
+    for item in items:
+        entry = RosterEntry(student_id=item) if isinstance(item, str) else item
+        seen[entry.student_id] = {"student_id": entry.student_id, "name": entry.name}
+    return list(seen.values())
+
+
+class ExamSettings(Strict):
+    """Seat settings of one exam, given to legacy seats at login."""
+
+    default_url: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    delay_min: Annotated[int, Field(ge=0, le=24 * 60, strict=True)] | None = None
+    disable_new_tabs: bool | None = None
+
+
+class ExamUpdate(Strict):
+    title: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    starts_at: AwareDatetime | None = None
+    ends_at: AwareDatetime | None = None
+    settings: ExamSettings | None = None
+
+    def changes(self) -> dict:
+        """Only what the body named; a field given as null is refused rather than cleared."""
+        out = {}
+        for name in self.model_fields_set:
+            value = getattr(self, name)
+            if value is None:
+                raise BadRequest(f"{name} may not be null", code="invalid_body")
+            out[name] = value.model_dump(exclude_unset=True) if name == "settings" else value
+        return out
+
+
+class RosterAdd(Strict):
+    students: list[StudentId | RosterEntry] = Field(min_length=1, max_length=100_000)
+
+    def entries(self) -> list[dict]:
+        return roster_entries(self.students)
 
 
 class Join(Strict):
