@@ -76,6 +76,9 @@ except OSError:
 accesslog = str(_log_dir / "gunicorn_access.log")
 errorlog = str(_log_dir / "gunicorn_error.log")
 loglevel = "info"
+# The path without its query string (a token sent there by mistake must not reach a log file),
+# the request id the app puts on every response (and on its own log lines), and the time taken.
+access_log_format = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms rid=%({x-request-id}o)s "%(a)s"'
 
 # --- control socket (gunicornc) ------------------------------------------------------------------
 # Per installation rather than gunicorn's default ~/.gunicorn/gunicorn.ctl, which two instances of

@@ -520,8 +520,11 @@ def test_scripts_start_and_stop_the_whole_stack(tmp_path, ops_redis):
         assert wait_for_value(lambda: "status_check_task" in log("celery_worker_status.log"), 60)
         assert "beat: Starting" in log("celery_beat.log")
         assert "merge_videos_task" in log("celery_worker_merge.log")
-        assert "POST /api/exams" in log("gunicorn_access.log")
-        assert "ops-admin-token" not in log("gunicorn_access.log")
+        assert requests.get(f"{base}/api/exams?token=leaky-secret", timeout=10).status_code == 401
+        assert wait_for_value(lambda: "GET /api/exams HTTP" in log("gunicorn_access.log"), 10)
+        access = log("gunicorn_access.log")
+        assert "POST /api/exams" in access and re.search(r"rid=[0-9a-f]{32}", access)
+        assert "ops-admin-token" not in access and "leaky-secret" not in access
         for name in ("gunicorn_error.log", "flower.log"):
             assert (tmp_path / "logs" / name).exists(), name
         worker = Path(f"/proc/{started['celery_worker_merge']}/cmdline").read_bytes().split(b"\0")
