@@ -269,11 +269,16 @@ def finish(session_id: int, last_seq: int | None, *, via: str = "token", client_
 
 def mark_finished(session_id: int, last_seq: int | None) -> bool:
     """Move an active session to finished and queue its merge; False if it was not active."""
+    values = {"state": "finished", "finished_at": utcnow(), "last_seq": last_seq}
+    # Tracking stops here, so the last heartbeat must not wait for the next batch flush.
+    last_beat = presence.last_seen([session_id]).get(session_id)
+    if last_beat is not None:
+        values["last_heartbeat_at"] = last_beat
     with engine().begin() as conn:
         changed = conn.execute(
             update(sessions)
             .where(sessions.c.id == session_id, sessions.c.state == "active")
-            .values(state="finished", finished_at=utcnow(), last_seq=last_seq)
+            .values(**values)
         ).rowcount
         if changed:
             conn.execute(

@@ -43,8 +43,13 @@ ensure_venv() {
       echo "error: python3 -m venv failed (on Debian: apt-get install python3-venv)" >&2
       return 1
     }
-    .venv/bin/pip install -q --upgrade pip >/dev/null
-    .venv/bin/pip install -q -r requirements.txt
+    # pip's output goes to a file and is shown only when the install fails.
+    if ! { .venv/bin/pip install -q --upgrade pip && .venv/bin/pip install -q -r requirements.txt; } \
+      >.venv/pip-install.log 2>&1; then
+      cat .venv/pip-install.log >&2
+      echo "error: pip could not install requirements.txt (log above, also in .venv/pip-install.log)" >&2
+      return 1
+    fi
     echo "$want" > .venv/requirements.sha256
   fi
 }

@@ -148,7 +148,9 @@ def test_heartbeat_of_a_finished_session_is_not_tracked(api):
 
     exam = api.create_exam()
     s = api.join(exam["id"], "done-then-beating")
+    api.post(f"/api/sessions/{s['session_id']}/heartbeat", s["token"])
     assert api.post(f"/api/sessions/{s['session_id']}/finish", s["token"], json={}).status_code == 202
+    assert api.session(s)["last_heartbeat_at"] is not None  # kept although tracking stopped
     r = api.post(f"/api/sessions/{s['session_id']}/heartbeat", s["token"])
     assert r.status_code == 200 and r.json()["tracked"] is False
     hb = redis_client.key("presence", "heartbeats")
