@@ -216,14 +216,18 @@ def _raw_request(server: str, head: str, body: bytes = b"") -> tuple[int, bytes]
     return int(data.split(b" ", 2)[1]), data
 
 
+def _upload_head(s: dict, *headers: str) -> str:
+    lines = [
+        f"PUT /api/sessions/{s['session_id']}/segments/0 HTTP/1.1", "Host: x",
+        f"Authorization: Bearer {s['token']}", "Content-Type: video/mp4", *headers, "Connection: close",
+    ]
+    return "\r\n".join(lines) + "\r\n\r\n"
+
+
 def test_upload_without_length_is_411(api, server):
     exam = api.create_exam()
     s = api.join(exam["id"], "chunked")
-    head = (
-        f"PUT /api/sessions/{s['session_id']}/segments/0 HTTP/1.1\r\nHost: x\r\n"
-        f"Authorization: Bearer {s['token']}\r\nContent-Type: video/mp4\r\n"
-        "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
-    )
+    head = _upload_head(s, "Transfer-Encoding: chunked")
     status, _ = _raw_request(server, head, b"5\r\nhello\r\n0\r\n\r\n")
     assert status == 411
     assert api.session(s)["segments"] == 0
@@ -232,11 +236,7 @@ def test_upload_without_length_is_411(api, server):
 def test_oversized_upload_is_413_before_reading(api, server):
     exam = api.create_exam()
     s = api.join(exam["id"], "big")
-    head = (
-        f"PUT /api/sessions/{s['session_id']}/segments/0 HTTP/1.1\r\nHost: x\r\n"
-        f"Authorization: Bearer {s['token']}\r\nContent-Type: video/mp4\r\n"
-        f"Content-Length: {64 * 1024 * 1024 + 1}\r\nConnection: close\r\n\r\n"
-    )
+    head = _upload_head(s, f"Content-Length: {64 * 1024 * 1024 + 1}")
     status, _ = _raw_request(server, head, b"x" * 1000)
     assert status == 413
     assert api.session(s)["segments"] == 0
@@ -245,11 +245,7 @@ def test_oversized_upload_is_413_before_reading(api, server):
 def test_cut_upload_leaves_nothing(api, server):
     exam = api.create_exam()
     s = api.join(exam["id"], "cut")
-    head = (
-        f"PUT /api/sessions/{s['session_id']}/segments/0 HTTP/1.1\r\nHost: x\r\n"
-        f"Authorization: Bearer {s['token']}\r\nContent-Type: video/mp4\r\n"
-        "Content-Length: 100000\r\nConnection: close\r\n\r\n"
-    )
+    head = _upload_head(s, "Content-Length: 100000")
     _raw_request(server, head, b"x" * 40_000)  # the client dies mid-body
 
     def nothing_stored():

@@ -245,22 +245,21 @@ def _image(name: str | None, *, required: bool) -> tuple | None:
 
 @bp.post("/screenshot")
 def screenshot():
-    _cap_body(settings().max_screenshot_bytes)
-    fields = _fields(ImageFields)
-    seat = _seat(fields)
-    stream, size = _image("screenshot", required=True)
-    legacy.store_screenshot(seat, "periodic", stream, size, legacy.parse_time(fields.timestamp))
-    return jsonify({"status": "success"})
+    return _store_image("periodic", "screenshot")
 
 
 @bp.post("/screen_frame")
 def screen_frame():
     # The protocol does not name the frame's file field: take whichever file part came.
+    return _store_image("frame", None)
+
+
+def _store_image(kind: str, field: str | None):
     _cap_body(settings().max_screenshot_bytes)
     fields = _fields(ImageFields)
     seat = _seat(fields)
-    stream, size = _image(None, required=True)
-    legacy.store_screenshot(seat, "frame", stream, size, legacy.parse_time(fields.timestamp))
+    stream, size = _image(field, required=True)
+    legacy.store_screenshot(seat, kind, stream, size, legacy.parse_time(fields.timestamp))
     return jsonify({"status": "success"})
 
 
