@@ -21,9 +21,9 @@ def run() -> dict:
     return {"expired": expire_recordings(), "temp_files_removed": sweep_temp_files()}
 
 
-def expire_recordings() -> list[int]:
-    """Delete recordings older than PROCTOR_RETENTION_DAYS (0 keeps them forever)."""
-    days = settings().retention_days
+def expire_recordings(days: int | None = None) -> list[int]:
+    """Delete recordings older than ``days`` (default PROCTOR_RETENTION_DAYS; 0 keeps forever)."""
+    days = settings().retention_days if days is None else days
     if days <= 0:
         return []
     cutoff = utcnow() - timedelta(days=days)

@@ -1,0 +1,138 @@
+"""Recovery paths: a lost queue, a poison merge, retention, and the health check when Redis is down."""
+from __future__ import annotations
+
+import os
+import time
+from datetime import timedelta
+from contextlib import contextmanager
+from pathlib import Path
+
+import requests
+from sqlalchemy import update
+
+from tests.conftest import BIN, Process, free_port, wait_until, wait_worker_ready
+from tests.media_helpers import make_clip
+from tests.test_merge_pipeline import finish, wait_for_state
+
+DATA = Path(os.environ["PROCTOR_DATA_DIR"])
+
+
+@contextmanager
+def paused(worker):
+    """The merge worker stopped for the block, so the test decides what happens to the queue."""
+    worker.stop()
+    try:
+        yield
+    finally:
+        wait_worker_ready(worker.start(), "merge-test")
+
+
+def _lose_and_reconcile(api, tmp_path, jobs, merge, redis_client):
+    exam = api.create_exam()
+    s = api.join(exam["id"], "lost-queue")
+    api.upload(s, 0, make_clip(tmp_path / "q.mp4").read_bytes(), "video/mp4")
+    finish(api, s)
+    sid = s["session_id"]
+    assert jobs.is_queued(sid)
+    assert merge.reconcile(stale_after_s=0)["requeued"] == []  # queued: left alone
+
+    # What a Redis restart without persistence leaves: no message, no marker.
+    r = redis_client.client()
+    task_id = r.get(jobs.queued_marker(sid))
+    lost = [raw for raw in r.lrange("video_merge", 0, -1) if task_id in raw]
+    assert len(lost) == 1
+    r.lrem("video_merge", 0, lost[0])
+    r.delete(jobs.queued_marker(sid))
+
+    assert sid in merge.reconcile(stale_after_s=0)["requeued"]
+    assert jobs.is_queued(sid)
+    assert api.session(s)["state"] == "finished"
+    return s
+
+
+def test_merge_lost_with_the_queue_is_requeued_and_completes(api, merge_worker, tmp_path):
+    """A Redis restart without persistence loses the queued merge; reconcile brings it back and the
+    worker merges it."""
+    from proctor import jobs, merge, redis_client
+
+    with paused(merge_worker):
+        s = _lose_and_reconcile(api, tmp_path, jobs, merge, redis_client)
+    assert wait_for_state(api, s, {"merged"})["recording"]["attempts"] == 1
+
+
+def test_poison_merge_stops_after_the_attempt_limit(api, merge_worker, tmp_path):
+    """A merge that keeps killing its worker comes back forever with acks_late; the attempt
+    counter in the database ends it as failed, with the segments kept."""
+    from proctor import merge
+    from proctor.db import engine, recordings
+
+    exam = api.create_exam()
+    s = api.join(exam["id"], "poison")
+    api.upload(s, 0, make_clip(tmp_path / "p.mp4").read_bytes(), "video/mp4")
+    sid = s["session_id"]
+    with paused(merge_worker):
+        finish(api, s)
+        with engine().begin() as conn:  # three deliveries already died mid-merge
+            conn.execute(update(recordings).where(recordings.c.session_id == sid).values(attempts=3))
+        outcome = merge.merge_session(sid)
+    assert outcome.status == "failed"
+    view = api.session(s)
+    assert view["state"] == "failed" and "gave up after 3 attempts" in view["recording"]["error"]
+    assert len(list((DATA / "segments" / str(sid)).iterdir())) == 1
+
+
+def test_retention_and_temp_sweep(api, merge_worker, tmp_path):
+    from proctor import housekeeping
+    from proctor.db import engine, recordings, utcnow
+
+    exam = api.create_exam()
+    s = api.join(exam["id"], "old-recording")
+    api.upload(s, 0, make_clip(tmp_path / "r.mp4").read_bytes(), "video/mp4")
+    finish(api, s)
+    view = wait_for_state(api, s, {"merged"})
+    path = DATA / "recordings" / f"session-{s['session_id']}.mp4"
+    assert path.is_file() and view["recording"]["size"] == path.stat().st_size
+
+    assert s["session_id"] not in housekeeping.expire_recordings(days=0)  # 0 keeps forever
+    assert s["session_id"] not in housekeeping.expire_recordings(days=30)
+    with engine().begin() as conn:
+        conn.execute(
+            update(recordings)
+            .where(recordings.c.session_id == s["session_id"])
+            .values(updated_at=utcnow() - timedelta(days=31))
+        )
+    assert s["session_id"] in housekeeping.expire_recordings(days=30)
+    assert not path.exists()
+    r = api.get(f"/api/sessions/{s['session_id']}/recording", "teacher")
+    assert r.status_code == 410 and r.json()["error"]["code"] == "recording_expired"
+
+    stale = DATA / "recordings" / ".tmp-session-999999-dead-merge.mp4"
+    fresh = DATA / "recordings" / ".tmp-session-999998-live-merge.mp4"
+    stale.write_bytes(b"x")
+    fresh.write_bytes(b"y")
+    two_days_ago = time.time() - 2 * 86400
+    os.utime(stale, (two_days_ago, two_days_ago))
+    assert housekeeping.sweep_temp_files() >= 1
+    assert not stale.exists() and fresh.exists()
+    fresh.unlink()
+
+
+def test_health_names_redis_when_it_is_down():
+    """A web app whose Redis is gone answers 503 naming it (and keeps answering)."""
+    port = free_port()
+    dead_redis = f"redis://127.0.0.1:{free_port()}/0"
+    proc = Process(
+        [str(BIN / "gunicorn"), "-c", "gunicorn_config.py", "server:app"],
+        "gunicorn-no-redis.log",
+        env={"PROCTOR_BIND": f"127.0.0.1:{port}", "PROCTOR_WEB_WORKERS": "1", "REDIS_URL": dead_redis},
+    ).start()
+    try:
+        # A list, because a Response with a 5xx status is falsy.
+        r = wait_until(lambda: [requests.get(f"http://127.0.0.1:{port}/health", timeout=10)], timeout=60,
+                       what="gunicorn without redis")[0]
+        assert r.status_code == 503
+        body = r.json()
+        assert body["down"] == ["redis"] and body["checks"]["database"]["ok"] is True
+        assert "redis" in body["checks"]["redis"]["error"].lower() or "connect" in body["checks"]["redis"]["error"].lower()
+    finally:
+        proc.stop()
