@@ -34,7 +34,7 @@ def merge_videos_task(self, session_id: int) -> dict:
 
     started = time.monotonic()
     try:
-        outcome = merge.merge_session(int(session_id), on_progress=report_progress)
+        outcome = merge.merge_session(int(session_id), on_progress=report_progress, task_id=self.request.id)
     except merge.Transient as err:
         metrics.MERGES.labels("retry").inc()
         attempts = merge.attempts(int(session_id))

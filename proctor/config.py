@@ -41,7 +41,6 @@ def _path(name: str, default: Path) -> Path:
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path
-    log_dir: Path
     database_url: str
     redis_url: str
     redis_prefix: str
@@ -105,7 +104,6 @@ def load_settings() -> Settings:
     data_dir = _path("PROCTOR_DATA_DIR", ROOT / "var")
     return Settings(
         data_dir=data_dir,
-        log_dir=_path("PROCTOR_LOG_DIR", ROOT / "logs"),
         database_url=os.environ.get("DATABASE_URL", "").strip()
         or f"sqlite:///{data_dir / 'proctor.db'}",
         redis_url=os.environ.get("REDIS_URL", "").strip() or "redis://127.0.0.1:6379/0",

@@ -58,6 +58,3 @@ class UnsupportedMediaType(ProctorError):
 class InsufficientStorage(ProctorError):
     status, code = 507, "insufficient_storage"
 
-
-class Unavailable(ProctorError):
-    status, code = 503, "unavailable"

@@ -10,8 +10,6 @@ from sqlalchemy.exc import IntegrityError
 from .db import engine, exams, roster, sessions, utcnow
 from .errors import BadRequest, Conflict, NotFound
 
-EXAM_STATES = ("pending", "active", "completed")
-
 
 def exam_dict(row) -> dict:
     return {

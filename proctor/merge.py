@@ -49,19 +49,24 @@ def lease_name(session_id: int) -> str:
     return f"merge:{session_id}"
 
 
-def merge_session(session_id: int, on_progress: Callable[[float], None] | None = None) -> Outcome:
-    """Merge a finished session's segments. Raises Transient for the caller to retry."""
+def merge_session(
+    session_id: int, on_progress: Callable[[float], None] | None = None, task_id: str | None = None
+) -> Outcome:
+    """Merge a finished session's segments. Raises Transient for the caller to retry.
+
+    ``task_id`` (the Celery task's) is recorded so the API can point at the task Flower shows.
+    """
     lease = locks.Lease(lease_name(session_id), LEASE_TTL_S)
     if not lease.acquire():
         return Outcome(session_id, "skipped", "another merge of this session is running")
     try:
         jobs.clear_queued(session_id)
-        return _merge_locked(session_id, on_progress)
+        return _merge_locked(session_id, on_progress, task_id)
     finally:
         lease.release()
 
 
-def _merge_locked(session_id: int, on_progress) -> Outcome:
+def _merge_locked(session_id: int, on_progress, task_id: str | None) -> Outcome:
     session = _session(session_id)
     if session is None:
         return Outcome(session_id, "skipped", "session does not exist")
@@ -75,7 +80,7 @@ def _merge_locked(session_id: int, on_progress) -> Outcome:
     if wait > 0:
         jobs.enqueue_merge(session_id, countdown=min(wait, 30))
         return Outcome(session_id, "waiting", f"missing seqs {gaps[:20]}; grace {wait:.0f}s left")
-    attempts = _start_attempt(session_id)
+    attempts = _start_attempt(session_id, task_id)
     if attempts > settings().merge_max_attempts:
         fail(session_id, f"gave up after {attempts - 1} attempts")
         return Outcome(session_id, "failed", "too many attempts")
@@ -153,7 +158,7 @@ def _grace_left(session, gaps: list[int]) -> float:
     return max(0.0, (deadline - utcnow()).total_seconds())
 
 
-def _start_attempt(session_id: int) -> int:
+def _start_attempt(session_id: int, task_id: str | None) -> int:
     now = utcnow()
     with engine().begin() as conn:
         conn.execute(
@@ -164,6 +169,7 @@ def _start_attempt(session_id: int) -> int:
                 attempts=recordings.c.attempts + 1,
                 started_at=now,
                 progress=0.0,
+                task_id=task_id,
                 updated_at=now,
             )
         )

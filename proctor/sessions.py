@@ -315,6 +315,7 @@ def recording_dict(row) -> dict | None:
         "error": row.error,
         "gaps": row.gaps or [],
         "progress": row.progress,
+        "task_id": row.task_id,
         "report": row.report,
         "updated_at": row.updated_at.isoformat() if row.updated_at else None,
     }

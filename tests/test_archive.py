@@ -63,6 +63,11 @@ def test_archive_moves_verified_files_and_records_them(api, merge_worker, tmp_pa
     assert {i["kind"] for i in manifest["items"]} == {"recording", "screenshot"}
 
     assert api.session(s)["recording"]["status"] == "archived"
+    r = api.get(f"/api/sessions/{s['session_id']}/recording", "teacher")
+    assert r.status_code == 410 and error_code(r) == "recording_archived"
+    archives = api.get(f"/api/exams/{exam['id']}/archives", "teacher").json()["archives"]
+    assert [(a["directory"], a["files"]) for a in archives] == [(result["directory"], 2)]
+    assert api.get(f"/api/exams/{exam['id']}/archives", s["token"]).status_code == 403
     assert api.get(f"/api/screenshots/{shot['id']}", "teacher").status_code == 409
     listed = api.get(f"/api/sessions/{s['session_id']}/screenshots", "teacher").json()["screenshots"]
     assert listed[0]["archived"] is True

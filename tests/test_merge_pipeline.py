@@ -58,7 +58,7 @@ def test_mp4_segments_out_of_order(api, merge_worker, tmp_path):
     view = wait_for_state(api, s, {"merged", "partial", "failed"})
     assert view["state"] == "merged", view
     rec = view["recording"]
-    assert rec["gaps"] == [] and rec["progress"] == 1.0
+    assert rec["gaps"] == [] and rec["progress"] == 1.0 and rec["task_id"]
     assert rec["report"]["segments_used"] == [0, 1, 2, 3]
     assert abs(rec["duration"] - 4.0) <= 0.2
 
@@ -175,6 +175,7 @@ def test_duplicate_delivery_yields_one_recording(api, merge_worker, tmp_path):
 def test_sigkill_mid_merge_ends_in_one_recording(api, merge_worker, tmp_path):
     """Kill the whole merge worker with SIGKILL during FFmpeg; after a restart and a reconcile run
     there is exactly one verified recording."""
+    from celery_config import celery_app
     from proctor import merge
 
     merge_worker.stop()  # this test needs the only merge worker to be the one it kills
@@ -188,7 +189,11 @@ def test_sigkill_mid_merge_ends_in_one_recording(api, merge_worker, tmp_path):
     finish(api, s)
 
     victim = start_worker("video_merge", 1, "victim")
-    wait_for_state(api, s, {"merging"}, timeout=60)
+    task_id = wait_for_state(api, s, {"merging"}, timeout=60)["recording"]["task_id"]
+    # FFmpeg's progress reaches the task state that Flower shows.
+    progress = wait_until(lambda: (res := celery_app.AsyncResult(task_id)).state == "PROGRESS" and res.info,
+                          timeout=60, interval=0.2, what="the merge task's PROGRESS state")
+    assert progress["session_id"] == s["session_id"] and 0 <= progress["progress"] < 1
     victim.kill()
     assert api.session(s)["state"] == "merging"
     assert not list((DATA / "recordings").glob(f"session-{s['session_id']}.*"))

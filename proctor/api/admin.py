@@ -183,7 +183,17 @@ def get_screenshot(shot_id: int):
     return send_file(path, mimetype=shot["media_type"], conditional=True, etag=shot["sha256"], max_age=0)
 
 
-# --- exam report -------------------------------------------------------------------------------
+# --- exam report and archives -------------------------------------------------------------------
+
+
+@bp.get("/exams/<int:exam_id>/archives")
+def exam_archives(exam_id: int):
+    """Where ``proctor.cli archive`` moved this exam's files."""
+    require_teacher()
+    from .. import archive
+
+    return jsonify({"archives": archive.archives_of(exam_id)})
+
 
 
 @bp.get("/exams/<int:exam_id>/report.csv")
