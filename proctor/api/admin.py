@@ -6,33 +6,19 @@ violations and screenshots.
 """
 from __future__ import annotations
 
-from typing import Annotated
-
 from flask import Blueprint, Response, jsonify, request, send_file
-from pydantic import Field, StringConstraints
 
 from .. import exams, legacy, screenshots, students, violations
 from ..config import settings
-from ..errors import BadRequest, LengthRequired, TooLarge, UnsupportedMediaType
+from ..errors import BadRequest, ProctorError, UnsupportedMediaType
 from .auth import require_session, require_teacher
-from .sessions import _captured_at
-from .validation import RosterEntry, StudentId, Strict, parse
+from .uploads import body_length, captured_at_header, drain
+from .validation import StudentList, ViolationIn, from_epoch_ms, parse
 
 bp = Blueprint("admin", __name__, url_prefix="/api")
 
 
 # --- student registry --------------------------------------------------------------------------
-
-
-class StudentsAdd(Strict):
-    students: list[StudentId | RosterEntry] = Field(min_length=1, max_length=100_000)
-
-    def entries(self) -> list[dict]:
-        out: dict[str, dict] = {}
-        for item in self.students:
-            entry = RosterEntry(student_id=item) if isinstance(item, str) else item
-            out[entry.student_id] = {"student_id": entry.student_id, "name": entry.name}
-        return list(out.values())
 
 
 @bp.get("/admin/students")
@@ -44,7 +30,7 @@ def list_students():
 @bp.post("/admin/students")
 def add_students():
     require_teacher()
-    created, updated = students.upsert_students(parse(StudentsAdd).entries())
+    created, updated = students.upsert_students(parse(StudentList).entries())
     return jsonify({"created": created, "updated": updated}), 200
 
 
@@ -72,16 +58,12 @@ def import_students():
 
 
 def _import_body() -> tuple[bytes, str, str]:
-    limit = settings().max_import_bytes
-    if request.content_length is None:
-        raise LengthRequired("a Content-Length header is required")
-    if request.content_length > limit:
-        raise TooLarge(f"an import file may be at most {limit} bytes")
+    length = body_length(settings().max_import_bytes, "import file")
     if request.mimetype == "multipart/form-data":
         part = request.files.get("file")
         if part is None:
             raise BadRequest("the multipart field 'file' is missing", code="invalid_body")
-        return part.read(limit + 1), (part.mimetype or "").lower(), part.filename or ""
+        return part.read(length), (part.mimetype or "").lower(), part.filename or ""
     # An admin import is small and bounded above: reading it whole is fine (openpyxl needs it).
     return request.get_data(cache=False), (request.mimetype or "").lower(), ""
 
@@ -115,21 +97,11 @@ def login_history(exam_id: int):
 # --- violations --------------------------------------------------------------------------------
 
 
-class ViolationIn(Strict):
-    reason: Annotated[str, StringConstraints(min_length=1, max_length=500)]
-    occurred_at: Annotated[int, Field(ge=0, strict=True)] | None = None  # epoch ms, like X-Captured-At
-    screenshot_id: Annotated[int, Field(ge=1, strict=True)] | None = None
-
-
 @bp.post("/sessions/<int:session_id>/violations")
 def post_violation(session_id: int):
     require_session(session_id, teacher_ok=False)
     body = parse(ViolationIn)
-    occurred = None
-    if body.occurred_at is not None:
-        from datetime import datetime, timezone
-
-        occurred = datetime.fromtimestamp(body.occurred_at / 1000, timezone.utc)
+    occurred = None if body.occurred_at is None else from_epoch_ms(body.occurred_at)
     recorded = violations.record(session_id, body.reason, via="token", occurred_at=occurred,
                                  screenshot_id=body.screenshot_id)
     return jsonify(recorded), 201
@@ -163,10 +135,12 @@ def post_screenshot(session_id: int):
         raise BadRequest(f"kind must be one of {', '.join(screenshots.KINDS)}", code="invalid_kind")
     if (request.mimetype or "").lower() not in screenshots.EXTENSIONS:
         raise UnsupportedMediaType("Content-Type must be image/png or image/jpeg")
-    if request.content_length is None:
-        raise LengthRequired("a Content-Length header is required")
-    screenshots.check_length(request.content_length)
-    shot = screenshots.store(session_id, kind, request.stream, request.content_length, _captured_at())
+    length = body_length(settings().max_screenshot_bytes, "screenshot")
+    try:
+        shot = screenshots.store(session_id, kind, request.stream, length, captured_at_header())
+    except ProctorError:
+        drain(request.stream)
+        raise
     return jsonify(shot), 201
 
 

@@ -5,7 +5,7 @@ from flask import Blueprint, jsonify, request
 
 from .. import exams, sessions
 from .auth import require_teacher
-from .validation import ExamCreate, ExamUpdate, Join, RosterAdd, check_schedule, parse
+from .validation import ExamCreate, ExamUpdate, Join, StudentList, check_schedule, parse
 
 bp = Blueprint("exams", __name__, url_prefix="/api/exams")
 
@@ -72,7 +72,7 @@ def get_roster(exam_id: int):
 @bp.post("/<int:exam_id>/roster")
 def add_roster(exam_id: int):
     require_teacher()
-    return jsonify(exams.add_to_roster(exam_id, parse(RosterAdd).entries()))
+    return jsonify(exams.add_to_roster(exam_id, parse(StudentList).entries()))
 
 
 @bp.delete("/<int:exam_id>/roster/<student_id>")

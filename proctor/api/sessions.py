@@ -8,8 +8,9 @@ from flask import Blueprint, jsonify, request, send_file
 
 from .. import metrics, presence, sessions, storage
 from ..config import settings
-from ..errors import BadRequest, Conflict, Gone, ProctorError, LengthRequired, NotFound, TooLarge, UnsupportedMediaType
+from ..errors import BadRequest, Conflict, Gone, ProctorError, NotFound, UnsupportedMediaType
 from .auth import require_session, require_teacher
+from .uploads import body_length, captured_at_header, drain
 from .validation import Finish, parse
 
 bp = Blueprint("sessions", __name__, url_prefix="/api/sessions")
@@ -37,9 +38,9 @@ def put_segment(session_id: int, seq: str):
     upload = sessions.Upload(
         seq=_seq(seq),
         media_type=_media_type(),
-        length=_content_length(),
+        length=body_length(settings().max_segment_bytes, "segment"),
         sha256=_claimed_sha256(),
-        captured_at=_captured_at(),
+        captured_at=captured_at_header(),
     )
     try:
         created, info = sessions.store_segment(session_id, upload, request.stream)
@@ -52,16 +53,6 @@ def put_segment(session_id: int, seq: str):
         metrics.UPLOAD_BYTES.inc(upload.length)
     info["next_seq"] = sessions.seq_summary(session_id)[0]
     return jsonify(info), 201 if created else 200
-
-
-def drain(stream) -> None:
-    """Read what is left of a refused body (at most max_segment_bytes, checked before).
-
-    Answering while the client is still sending makes the server close a half-read connection;
-    the client then sees a reset instead of our 4xx/5xx and cannot tell why it failed.
-    """
-    while stream.read(storage.CHUNK):
-        pass
 
 
 def _seq(raw: str) -> int:
@@ -78,16 +69,6 @@ def _media_type() -> str:
     return media_type
 
 
-def _content_length() -> int:
-    if request.content_length is None:
-        raise LengthRequired("a Content-Length header is required")
-    if request.content_length > settings().max_segment_bytes:
-        raise TooLarge(f"a segment may be at most {settings().max_segment_bytes} bytes")
-    if request.content_length == 0:
-        raise BadRequest("the segment is empty", code="empty_body")
-    return request.content_length
-
-
 def _claimed_sha256() -> str | None:
     raw = request.headers.get("X-Content-SHA256")
     if raw is None:
@@ -95,17 +76,6 @@ def _claimed_sha256() -> str | None:
     if not SHA256_HEX.match(raw.strip()):
         raise BadRequest("X-Content-SHA256 must be 64 hex digits", code="invalid_header")
     return raw.strip().lower()
-
-
-def _captured_at() -> datetime | None:
-    raw = request.headers.get("X-Captured-At")
-    if raw is None:
-        return None
-    try:
-        ms = int(raw.strip())
-        return datetime.fromtimestamp(ms / 1000, timezone.utc)
-    except (ValueError, OverflowError, OSError):
-        raise BadRequest("X-Captured-At must be epoch milliseconds", code="invalid_header") from None
 
 
 @bp.get("/<int:session_id>")

@@ -1,7 +1,7 @@
 """Request bodies, validated by pydantic models; any failure is a 400 naming the field."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Annotated, TypeVar
 
 from flask import request
@@ -67,7 +67,9 @@ class ExamUpdate(Strict):
         return out
 
 
-class RosterAdd(Strict):
+class StudentList(Strict):
+    """A list of students for a roster or the registry: ids or ``{student_id, name}``."""
+
     students: list[StudentId | RosterEntry] = Field(min_length=1, max_length=100_000)
 
     def entries(self) -> list[dict]:
@@ -80,6 +82,16 @@ class Join(Strict):
 
 class Finish(Strict):
     last_seq: Annotated[int, Field(ge=0, le=999_999, strict=True)] | None = None
+
+
+class ViolationIn(Strict):
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=500)]
+    occurred_at: Annotated[int, Field(ge=0, strict=True)] | None = None  # epoch ms, like X-Captured-At
+    screenshot_id: Annotated[int, Field(ge=1, strict=True)] | None = None
+
+
+def from_epoch_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, timezone.utc)
 
 
 def parse(model: type[M], *, allow_empty: bool = False) -> M:
