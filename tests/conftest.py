@@ -131,27 +131,33 @@ class Process:
         return self.log_path.read_text(errors="replace")
 
 
-@pytest.fixture(scope="session")
-def server():
-    """The app under real Gunicorn (gthread workers, as in production)."""
+def start_gunicorn(log_name: str, workers: int = 2, **env: str) -> tuple[Process, str]:
+    """The app under real Gunicorn (gthread workers, as in production); returns it and its URL
+    once /health answers (with any status: 503 is an answer too)."""
     import requests
 
     port = free_port()
     proc = Process(
         [str(BIN / "gunicorn"), "-c", "gunicorn_config.py", "server:app"],
-        "gunicorn.log",
-        env={"PROCTOR_BIND": f"127.0.0.1:{port}", "PROCTOR_WEB_WORKERS": "2"},
+        log_name,
+        env={"PROCTOR_BIND": f"127.0.0.1:{port}", "PROCTOR_WEB_WORKERS": str(workers), **env},
     ).start()
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until(
-            lambda: proc.alive() and requests.get(f"{base}/health", timeout=2).status_code,
+            lambda: proc.alive() and requests.get(f"{base}/health", timeout=10).status_code,
             timeout=60,
             what="gunicorn to answer /health",
         )
     except AssertionError:
         proc.stop()
         raise AssertionError("gunicorn did not start:\n" + proc.log()[-3000:]) from None
+    return proc, base
+
+
+@pytest.fixture(scope="session")
+def server():
+    proc, base = start_gunicorn("gunicorn.log")
     yield base
     proc.stop()
 

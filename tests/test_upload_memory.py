@@ -4,10 +4,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import requests
-
 from tests.client import Api
-from tests.conftest import ADMIN_TOKEN, BIN, Process, free_port, wait_until
+from tests.conftest import ADMIN_TOKEN, start_gunicorn
 
 
 def peak_rss_kib(pid: int) -> int:
@@ -24,15 +22,8 @@ def worker_pid(master: int) -> int:
 
 
 def test_a_large_upload_is_streamed_not_buffered(tmp_path):
-    port = free_port()
-    proc = Process(
-        [str(BIN / "gunicorn"), "-c", "gunicorn_config.py", "server:app"],
-        "gunicorn-memory.log",
-        env={"PROCTOR_BIND": f"127.0.0.1:{port}", "PROCTOR_WEB_WORKERS": "1"},
-    ).start()
-    base = f"http://127.0.0.1:{port}"
+    proc, base = start_gunicorn("gunicorn-memory.log", workers=1)
     try:
-        wait_until(lambda: [requests.get(f"{base}/health", timeout=5)], timeout=60, what="gunicorn")
         api = Api(base, ADMIN_TOKEN)
         s = api.join(api.create_exam(title="memory")["id"], "big-upload")
         assert api.upload(s, 0, os.urandom(1024 * 1024)).status_code == 201  # warm up the worker
