@@ -199,10 +199,19 @@ def _progress_writer(session_id: int, on_progress) -> Callable[[float], None]:
     return write
 
 
+def _report_for_api(report: media.MergeReport) -> dict:
+    """The merge report as the API shows it: server paths relative to the data directory, so a
+    student reading their own session learns nothing of the server's file system."""
+    details = report.as_dict()
+    details["output"] = str(report.output.relative_to(settings().data_dir))
+    details["skipped"] = [{k: v for k, v in item.items() if k != "path"} for item in report.skipped]
+    return details
+
+
 def _record_success(session_id: int, report: media.MergeReport, gaps, missing_files) -> str:
     skipped = [s["seq"] for s in report.skipped]
     status = "partial" if (gaps or skipped or missing_files) else "merged"
-    details = report.as_dict()
+    details = _report_for_api(report)
     details["missing_files"] = missing_files
     with engine().begin() as conn:
         conn.execute(

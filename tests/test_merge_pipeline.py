@@ -105,6 +105,8 @@ def test_resolution_change_and_corrupt_segment(api, merge_worker, tmp_path):
     rec = view["recording"]
     assert rec["report"]["method"] == "reencode"
     assert [x["seq"] for x in rec["report"]["skipped"]] == [1]
+    assert rec["report"]["skipped"][0]["reason"] and "path" not in rec["report"]["skipped"][0]
+    assert rec["report"]["output"] == f"recordings/session-{s['session_id']}.mp4"  # no server paths
     out = download(api, s)
     streams = [st for st in ffprobe_streams(out)["streams"] if st["codec_type"] == "video"]
     assert len(streams) == 1
