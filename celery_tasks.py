@@ -8,6 +8,7 @@ from __future__ import annotations
 import random
 import time
 
+from celery.exceptions import SoftTimeLimitExceeded
 from celery.utils.log import get_task_logger
 
 from celery_config import celery_app
@@ -35,6 +36,12 @@ def merge_videos_task(self, session_id: int) -> dict:
     started = time.monotonic()
     try:
         outcome = merge.merge_session(int(session_id), on_progress=report_progress, task_id=self.request.id)
+    except SoftTimeLimitExceeded:
+        # A merge this long would time out again on retry: record why and keep the segments;
+        # raising the limits in celery_config.py and POST /api/sessions/<sid>/merge retries it.
+        merge.fail(int(session_id), f"the merge exceeded the soft time limit of {celery_app.conf.task_soft_time_limit} s")
+        metrics.MERGES.labels("failed").inc()
+        return {"session_id": session_id, "status": "failed", "detail": "time limit"}
     except merge.Transient as err:
         metrics.MERGES.labels("retry").inc()
         attempts = merge.attempts(int(session_id))
@@ -42,7 +49,8 @@ def merge_videos_task(self, session_id: int) -> dict:
             merge.fail(int(session_id), f"{err} (after {attempts} attempts)")
             return {"session_id": session_id, "status": "failed", "detail": str(err)}
         # Exponential backoff with jitter so retries of many sessions do not arrive together.
-        countdown = (2 ** attempts) * 5 + random.uniform(0, 5)
+        base = settings().merge_retry_base_s
+        countdown = (2**attempts) * base + random.uniform(0, base)
         log.warning("merge of session %s failed (%s); retry in %.0fs", session_id, err, countdown)
         raise self.retry(exc=err, countdown=countdown) from err
     metrics.MERGES.labels(outcome.status).inc()

@@ -50,6 +50,7 @@ class Settings:
     max_segment_bytes: int
     merge_grace_s: int
     merge_max_attempts: int
+    merge_retry_base_s: int
     retention_days: int
     legacy_api: bool
     ffmpeg: str
@@ -114,6 +115,7 @@ def load_settings() -> Settings:
         max_segment_bytes=_int("PROCTOR_MAX_SEGMENT_BYTES", 64 * 1024 * 1024),
         merge_grace_s=_int("PROCTOR_MERGE_GRACE_S", 120),
         merge_max_attempts=_int("PROCTOR_MERGE_MAX_ATTEMPTS", 3),
+        merge_retry_base_s=_int("PROCTOR_MERGE_RETRY_BASE_S", 5),
         retention_days=_int("PROCTOR_RETENTION_DAYS", 0),
         legacy_api=_bool("PROCTOR_LEGACY_API", True),
         ffmpeg=os.environ.get("PROCTOR_FFMPEG", "").strip() or "ffmpeg",

@@ -129,3 +129,29 @@ def test_health_names_redis_when_it_is_down():
         assert "connect" in body["checks"]["redis"]["error"].lower()
     finally:
         proc.stop()
+
+
+def test_transient_failures_retry_then_fail_keeping_segments(api, merge_worker, tmp_path, monkeypatch):
+    """FFmpeg missing on the worker is transient: three attempts with backoff, then `failed` with
+    the error text, the segments kept, and the teacher's re-queue works once FFmpeg is back."""
+    from tests.conftest import start_worker
+
+    exam = api.create_exam()
+    s = api.join(exam["id"], "no-ffmpeg")
+    api.upload(s, 0, make_clip(tmp_path / "t.mp4").read_bytes(), "video/mp4")
+    with paused(merge_worker):
+        monkeypatch.setenv("PROCTOR_FFMPEG", "/nonexistent/ffmpeg")
+        monkeypatch.setenv("PROCTOR_MERGE_RETRY_BASE_S", "0")
+        broken = start_worker("video_merge", 1, "no-ffmpeg")
+        monkeypatch.undo()
+        try:
+            finish(api, s)
+            view = wait_for_state(api, s, {"failed", "merged", "partial"}, timeout=60)
+        finally:
+            broken.stop()
+    assert view["state"] == "failed"
+    assert view["recording"]["attempts"] == 3 and "/nonexistent/ffmpeg" in view["recording"]["error"]
+    assert len(list((DATA / "segments" / str(s["session_id"])).iterdir())) == 1
+
+    assert api.post(f"/api/sessions/{s['session_id']}/merge", "teacher").status_code == 202
+    assert wait_for_state(api, s, {"merged"})["recording"]["attempts"] == 1
