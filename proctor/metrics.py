@@ -37,10 +37,16 @@ MERGE_SECONDS = Histogram(
 
 
 class _LiveFigures:
-    """Read at scrape time: queue depth and the last status check."""
+    """Read at scrape time: queue depth, recordings by status (from the database, so right
+    whichever host merged them) and the last status check."""
 
     def collect(self):
         from . import stats
+
+        recordings = GaugeMetricFamily("proctor_recordings", "Recordings by status", labels=["status"])
+        for status, count in stats.recordings_by_status().items():
+            recordings.add_metric([status], count)
+        yield recordings
 
         depth = GaugeMetricFamily("proctor_queue_depth", "Messages waiting in a Celery queue", labels=["queue"])
         for queue, length in stats.queue_backlog().items():

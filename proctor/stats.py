@@ -26,12 +26,15 @@ def workers_online(timeout: float = 1.0) -> list[str]:
     return sorted(name for reply in replies for name in reply)
 
 
+def recordings_by_status() -> dict[str, int]:
+    with engine().connect() as conn:
+        return dict(conn.execute(select(recordings.c.status, func.count()).group_by(recordings.c.status)).all())
+
+
 def snapshot() -> dict:
+    by_outcome = recordings_by_status()
     with engine().connect() as conn:
         by_state = dict(conn.execute(select(sessions.c.state, func.count()).group_by(sessions.c.state)).all())
-        by_outcome = dict(
-            conn.execute(select(recordings.c.status, func.count()).group_by(recordings.c.status)).all()
-        )
         failures = conn.execute(
             select(recordings.c.session_id, recordings.c.error, recordings.c.attempts, recordings.c.updated_at)
             .where(recordings.c.status == "failed")

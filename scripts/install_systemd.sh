@@ -161,7 +161,7 @@ else
 fi
 
 # --- 2. directories ------------------------------------------------------------------------------
-for dir in "$data_dir" "$log_dir"; do
+for dir in "$data_dir" "$data_dir/prometheus" "$log_dir"; do
 	act mkdir -p "$root$dir"
 	act chmod 0750 "$root$dir"
 	[[ -n "$root" ]] || act chown "$USER_NAME:$USER_NAME" "$root$dir"

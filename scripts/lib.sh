@@ -68,6 +68,9 @@ RUN_DIR="$(abs_path "${PROCTOR_RUN_DIR:-run}")"
 LOG_DIR="$(abs_path "${PROCTOR_LOG_DIR:-logs}")"
 DATA_DIR="$(abs_path "${PROCTOR_DATA_DIR:-var}")"
 export PROCTOR_RUN_DIR="$RUN_DIR" PROCTOR_LOG_DIR="$LOG_DIR" PROCTOR_DATA_DIR="$DATA_DIR"
+# One prometheus_client multiprocess directory for the web workers and the Celery workers, so
+# /metrics also shows what the merge worker counts (merges by outcome, their durations).
+export PROMETHEUS_MULTIPROC_DIR="$RUN_DIR/prometheus"
 START_TIMEOUT_S="$(positive_int PROCTOR_START_TIMEOUT_S "${PROCTOR_START_TIMEOUT_S:-60}")"
 STOP_TIMEOUT_S="$(positive_int PROCTOR_STOP_TIMEOUT_S "${PROCTOR_STOP_TIMEOUT_S:-60}")"
 
@@ -80,7 +83,7 @@ CELERY_APP="celery_config.celery_app"
 REDIS_URL_GIVEN="${REDIS_URL:-}"
 
 ensure_dirs() {
-	mkdir -p "$RUN_DIR" "$LOG_DIR" "$DATA_DIR"
+	mkdir -p "$RUN_DIR" "$LOG_DIR" "$DATA_DIR" "$PROMETHEUS_MULTIPROC_DIR"
 }
 
 # --- tools ---------------------------------------------------------------------------------------

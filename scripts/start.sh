@@ -74,6 +74,12 @@ fi
 ensure_venv || die "could not set up .venv from requirements.txt (see above)"
 
 ensure_dirs
+# Metrics files of a previous run would be summed with the new ones: start from none, unless
+# processes that write them are still running.
+if ! running_pid web "$MARK_WEB" >/dev/null && ! running_pid celery_worker_merge "$MARK_MERGE" >/dev/null; then
+	rm -rf "${PROMETHEUS_MULTIPROC_DIR:?}"
+	mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
+fi
 
 # --- 3. Redis ------------------------------------------------------------------------------------
 if ((own_redis)); then

@@ -63,9 +63,6 @@ fi
 
 ensure_dirs
 gunicorn="$(tool gunicorn)"
-export PROMETHEUS_MULTIPROC_DIR="$RUN_DIR/prometheus"
-rm -rf "${RUN_DIR:?}/prometheus"
-mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
 
 start_daemon web "$MARK_WEB" "$LOG_DIR/gunicorn_error.log" \
 	"${health[@]}" -- \

@@ -550,6 +550,10 @@ def test_scripts_start_and_stop_the_whole_stack(tmp_path, ops_redis):
         metrics = requests.get(f"{base}/metrics", timeout=10).text
         assert 'proctor_queue_depth{queue="video_merge"}' in metrics
         assert "proctor_upload_bytes_total" in metrics
+        assert 'proctor_recordings{status="merged"} 1.0' in metrics
+        # Counted by the merge worker, shown by the web app: they share the multiprocess directory.
+        assert 'proctor_merges_total{outcome="merged"} 1.0' in metrics
+        assert "proctor_merge_duration_seconds_count 1.0" in metrics
         result = run(["bash", SCRIPTS / "start_celery_worker.sh"], env=env, timeout=120)
         assert result.returncode == 0, result.stderr
         assert wait_for_value(lambda: state(waiting) == "merged", 120), state(waiting)
