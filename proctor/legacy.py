@@ -50,7 +50,6 @@ from . import presence, screenshots, sessions, storage, students, violations
 from .db import engine, exams, legacy_seats, roster, seat_config, utcnow
 from .db import sessions as sessions_t
 from .errors import BadRequest, Conflict, Forbidden, NotFound
-from .exams import get_exam_row
 
 # --- times -------------------------------------------------------------------------------------
 
@@ -197,13 +196,19 @@ class Seat:
     state: str
     client_addr: str
     seq_offset: int | None
+    ends_at: datetime
+    extended: bool  # the exam's end time differs from the one first scheduled
 
 
 def seat_for(student_id: str, exam_id: int, client_addr: str) -> Seat:
     """The logged-in session this call is for; refused (and shown) from any other address."""
     with engine().connect() as conn:
         row = conn.execute(
-            select(sessions_t.c.id, sessions_t.c.state, legacy_seats.c.client_addr, legacy_seats.c.seq_offset)
+            select(
+                sessions_t.c.id, sessions_t.c.state, legacy_seats.c.client_addr, legacy_seats.c.seq_offset,
+                exams.c.ends_at, exams.c.scheduled_ends_at,
+            )
+            .join(exams, exams.c.id == sessions_t.c.exam_id)
             .outerjoin(legacy_seats, legacy_seats.c.session_id == sessions_t.c.id)
             .where(sessions_t.c.exam_id == exam_id, sessions_t.c.student_id == student_id)
         ).first()
@@ -215,18 +220,17 @@ def seat_for(student_id: str, exam_id: int, client_addr: str) -> Seat:
         students.record_refusal(exam_id, row.id, student_id, client_addr,
                                 f"call from {client_addr}; the seat logged in from {row.client_addr}")
         raise Forbidden(f"student {student_id} is logged in from another seat")
-    return Seat(row.id, exam_id, student_id, row.state, row.client_addr, row.seq_offset)
+    return Seat(row.id, exam_id, student_id, row.state, row.client_addr, row.seq_offset,
+                row.ends_at, row.ends_at != row.scheduled_ends_at)
 
 
 def heartbeat(seat: Seat) -> dict:
     if seat.state != "active":
         raise Conflict("your exam session has ended", code="session_finished")
     presence.heartbeat(seat.session_id)
-    with engine().connect() as conn:
-        exam = get_exam_row(conn, seat.exam_id)
     answer = {"status": "success"}
-    if exam.ends_at != exam.scheduled_ends_at:  # extended (or shortened) since it started
-        answer["end_time"] = local_iso(exam.ends_at)
+    if seat.extended:  # extended (or shortened) since it started: the seat must learn of it
+        answer["end_time"] = local_iso(seat.ends_at)
     return answer
 
 
@@ -262,17 +266,15 @@ def _seq_offset(seat: Seat, sequence: int) -> int:
 
 
 def store_recording(seat: Seat, sequence: int, media_type: str, captured_at: datetime | None,
-                    body: BinaryIO, length: int) -> dict:
+                    body: BinaryIO, length: int) -> tuple[bool, dict]:
+    """Store a seat's segment; returns (created, the seat's answer), as ``sessions.store_segment``."""
     seq = sequence - _seq_offset(seat, sequence)
     if seq < 0 or seq > sessions.MAX_SEQ:
         raise BadRequest(f"sequence {sequence} is out of range for this seat", code="invalid_seq")
     upload = sessions.Upload(seq=seq, media_type=media_type, length=length, captured_at=captured_at)
-    try:
-        _, info = sessions.store_segment(seat.session_id, upload, body)
-    except storage.IncompleteUpload as err:
-        raise BadRequest(f"{err}; nothing stored", code="incomplete_body") from None
+    created, info = sessions.store_segment(seat.session_id, upload, body)
     name = Path(storage.segment_path(seat.session_id, seq, media_type)).name
-    return {"status": "success", "filename": name, "file_size": info["size"]}
+    return created, {"status": "success", "filename": name, "file_size": info["size"]}
 
 
 def store_screenshot(seat: Seat, kind: str, body: BinaryIO, length: int, captured_at: datetime | None) -> dict:

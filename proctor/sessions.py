@@ -8,13 +8,14 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
+from types import SimpleNamespace
 from datetime import datetime
 from typing import BinaryIO
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from . import jobs, presence, redis_client, storage, students
+from . import jobs, locks, presence, redis_client, storage, students
 from .config import settings
 from .db import engine, recordings, roster, segments, sessions, utcnow
 from .errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
@@ -152,12 +153,9 @@ def store_segment(session_id: int, upload: Upload, body: BinaryIO) -> tuple[bool
             raise _bad_checksum(upload.sha256, staged.sha256)
         if existing is not None:
             return False, _same_or_conflict(existing, staged.sha256)
-        created = _publish_segment(session_id, upload, staged, final)
+        return _publish_segment(session_id, upload, staged, final)
     finally:
         storage.discard(staged.path)
-    if not created:
-        return False, _same_or_conflict(_segment_row(session_id, upload.seq), staged.sha256)
-    return True, segment_dict(_segment_row(session_id, upload.seq))
 
 
 def _bad_checksum(claimed: str, actual: str) -> BadRequest:
@@ -177,29 +175,32 @@ def _check_accepts_uploads(row, seq: int) -> None:
         )
 
 
-def _publish_segment(session_id, upload: Upload, staged: storage.StagedFile, final) -> bool:
-    """Link the file into place, then record it. False when another upload of this seq won."""
-    if not storage.publish(staged, final):
-        if _segment_row(session_id, upload.seq) is not None:
-            return False
-        # A file without a row is what a crash between link and insert leaves: ours replaces it.
-        storage.replace(staged, final)
-    try:
+def _publish_segment(session_id, upload: Upload, staged: storage.StagedFile, final) -> tuple[bool, dict]:
+    """Put the file in place, then record it, as the only upload of this seq doing so.
+
+    Without the lock, a second upload of the same seq could take the first one's fresh file for
+    the leftover of a crash (a file without a row) and replace it under the first one's row.
+    """
+    with locks.held(f"segment:{session_id}:{upload.seq}", 60) as taken:
+        if not taken:
+            raise Conflict(f"seq {upload.seq} is being stored by another upload; retry", code="upload_in_progress")
+        existing = _segment_row(session_id, upload.seq)
+        if existing is not None:
+            return False, _same_or_conflict(existing, staged.sha256)
+        if not storage.publish(staged, final):
+            storage.replace(staged, final)  # no row: what a crash between link and insert left
+        values = {
+            "session_id": session_id,
+            "seq": upload.seq,
+            "captured_at": upload.captured_at,
+            "size": staged.size,
+            "sha256": staged.sha256,
+            "media_type": upload.media_type,
+            "received_at": utcnow(),
+        }
         with engine().begin() as conn:
-            conn.execute(
-                insert(segments).values(
-                    session_id=session_id,
-                    seq=upload.seq,
-                    captured_at=upload.captured_at,
-                    size=staged.size,
-                    sha256=staged.sha256,
-                    media_type=upload.media_type,
-                    received_at=utcnow(),
-                )
-            )
-    except IntegrityError:
-        return False
-    return True
+            conn.execute(insert(segments).values(**values))
+    return True, segment_dict(SimpleNamespace(**values))
 
 
 def _same_or_conflict(existing, sha256: str) -> dict:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from .config import settings
-from .errors import InsufficientStorage
+from .errors import BadRequest, InsufficientStorage
 
 CHUNK = 256 * 1024
 TMP_PREFIX = ".tmp-"
@@ -23,8 +23,10 @@ TMP_PREFIX = ".tmp-"
 EXTENSIONS = {"video/webm": "webm", "video/mp4": "mp4", "video/mp2t": "ts"}
 
 
-class IncompleteUpload(Exception):
-    """The body ended before Content-Length bytes arrived."""
+class IncompleteUpload(BadRequest):
+    """The body ended before Content-Length bytes arrived (the client was cut off)."""
+
+    code = "incomplete_body"
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,9 @@ def stage_stream(stream: BinaryIO, directory: Path, length: int) -> StagedFile:
             while remaining > 0:
                 chunk = stream.read(min(CHUNK, remaining))
                 if not chunk:
-                    raise IncompleteUpload(f"body ended {remaining} bytes short of Content-Length")
+                    raise IncompleteUpload(
+                        f"body ended {remaining} bytes short of Content-Length; nothing stored"
+                    )
                 digest.update(chunk)
                 out.write(chunk)
                 remaining -= len(chunk)

@@ -334,3 +334,25 @@ def test_unknown_route_is_json_404(api):
     assert r.status_code == 404 and error_code(r) == "not_found"
     r = api.http.delete(api.url("/api/exams"), headers=api.admin)
     assert r.status_code == 405 and error_code(r) == "method_not_allowed"
+
+
+def test_crash_leftover_file_is_replaced_and_concurrent_upload_waits(api):
+    """A file without a row (a crash between link and insert) is overwritten by the next upload;
+    while another upload of the same seq is recording itself, a second one is told to retry."""
+    from proctor import locks
+
+    exam = api.create_exam()
+    s = api.join(exam["id"], "leftover")
+    seg_dir = DATA / "segments" / str(s["session_id"])
+    seg_dir.mkdir(parents=True, exist_ok=True)
+    (seg_dir / "000000.mp4").write_bytes(b"half of an old upload")
+    assert api.upload(s, 0, b"the real segment").status_code == 201
+    assert (seg_dir / "000000.mp4").read_bytes() == b"the real segment"
+
+    with locks.held(f"segment:{s['session_id']}:1", 30) as taken:
+        assert taken
+        r = api.upload(s, 1, b"racing")
+        assert r.status_code == 409 and error_code(r) == "upload_in_progress"
+    assert api.session(s)["segments"] == 1
+    assert sorted(p.name for p in seg_dir.iterdir()) == ["000000.mp4"]
+    assert api.upload(s, 1, b"racing").status_code == 201

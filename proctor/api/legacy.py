@@ -214,10 +214,11 @@ def screen_recording():
         raise BadRequest("the video is empty")
     if size > settings().max_segment_bytes:
         raise TooLarge(f"a segment may be at most {settings().max_segment_bytes} bytes")
-    answer = legacy.store_recording(
+    created, answer = legacy.store_recording(
         seat, fields.sequence, media_type, legacy.parse_time(fields.timestamp), part.stream, size
     )
-    metrics.UPLOAD_BYTES.inc(size)
+    if created:  # a re-sent segment is not new bytes
+        metrics.UPLOAD_BYTES.inc(size)
     return jsonify(answer)
 
 

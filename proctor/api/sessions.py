@@ -44,8 +44,6 @@ def put_segment(session_id: int, seq: str):
     )
     try:
         created, info = sessions.store_segment(session_id, upload, request.stream)
-    except storage.IncompleteUpload as err:
-        raise BadRequest(f"{err}; nothing stored", code="incomplete_body") from None
     except ProctorError:
         drain(request.stream)
         raise
