@@ -69,8 +69,10 @@ LOG_DIR="$(abs_path "${PROCTOR_LOG_DIR:-logs}")"
 DATA_DIR="$(abs_path "${PROCTOR_DATA_DIR:-var}")"
 export PROCTOR_RUN_DIR="$RUN_DIR" PROCTOR_LOG_DIR="$LOG_DIR" PROCTOR_DATA_DIR="$DATA_DIR"
 # One prometheus_client multiprocess directory for the web workers and the Celery workers, so
-# /metrics also shows what the merge worker counts (merges by outcome, their durations).
-export PROMETHEUS_MULTIPROC_DIR="$RUN_DIR/prometheus"
+# /metrics also shows what the merge worker counts (merges by outcome, their durations). Flower
+# runs without it (scripts/start_flower.sh): its own metrics are not proctor's.
+PROM_DIR="$RUN_DIR/prometheus"
+export PROMETHEUS_MULTIPROC_DIR="$PROM_DIR"
 START_TIMEOUT_S="$(positive_int PROCTOR_START_TIMEOUT_S "${PROCTOR_START_TIMEOUT_S:-60}")"
 STOP_TIMEOUT_S="$(positive_int PROCTOR_STOP_TIMEOUT_S "${PROCTOR_STOP_TIMEOUT_S:-60}")"
 
@@ -83,7 +85,7 @@ CELERY_APP="celery_config.celery_app"
 REDIS_URL_GIVEN="${REDIS_URL:-}"
 
 ensure_dirs() {
-	mkdir -p "$RUN_DIR" "$LOG_DIR" "$DATA_DIR" "$PROMETHEUS_MULTIPROC_DIR"
+	mkdir -p "$RUN_DIR" "$LOG_DIR" "$DATA_DIR" "$PROM_DIR"
 }
 
 # --- tools ---------------------------------------------------------------------------------------
@@ -164,6 +166,15 @@ tcp_redis_ping() {
 		IFS= read -r -t 2 reply <&3 || exit 1
 		[[ "$reply" == "+PONG"* ]]
 	) 2>/dev/null
+}
+
+# redis_data_dir PID: the data directory of the redis-server PID, with symlinks resolved. Redis
+# changes into its --dir at start and rewrites its command line to "redis-server HOST:PORT", so
+# its working directory is where it keeps its data, and the command line cannot tell.
+redis_data_dir() {
+	local dir
+	dir="$(readlink "/proc/$1/cwd" 2>/dev/null)" && [[ -n "$dir" ]] || return 1
+	printf '%s' "$dir"
 }
 
 # --- processes -----------------------------------------------------------------------------------

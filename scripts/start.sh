@@ -6,7 +6,7 @@
 #
 # On a fresh Debian machine it
 #   1. installs what is missing (ffmpeg; redis-server unless REDIS_URL is set; python3-venv) with
-#      apt-get when run as root, else says what to install;
+#      apt-get when run as root, saying what and why before each, else says what to install;
 #   2. creates .venv from requirements.txt when missing or outdated (scripts/bootstrap.sh);
 #   3. unless REDIS_URL is set, starts a Redis of its own: 127.0.0.1:PROCTOR_REDIS_PORT, append-only
 #      persistence in var/redis, pid file run/redis.pid, log logs/redis.log; its URL is exported
@@ -15,8 +15,11 @@
 #      in the data directory);
 #   5. starts web, Beat, status worker, merge worker and Flower (scripts/start_*.sh), each checked
 #      to be alive and answering;
-#   6. prints the URL, where the admin token is and the Flower credentials.
-# Running it again starts only what is not running. scripts/stop.sh stops it all.
+#   6. prints the health URL, where the admin token is, the Flower credentials and where the
+#      README's "Quick start" walks through an exam with curl.
+# Running it again starts only what is not running. scripts/stop.sh stops it all. When a step
+# fails, what this run started (its Redis included) is stopped again before it exits non-zero;
+# what was already running is left alone.
 #
 # Environment (all optional):
 #   PROCTOR_REDIS_PORT  port of the Redis started here (default 6380, so as not to clash with a
@@ -49,6 +52,50 @@ own_redis=0
 [[ -n "$REDIS_URL_GIVEN" ]] || own_redis=1
 redis_port="$(positive_int PROCTOR_REDIS_PORT "$REDIS_PORT")"
 
+# --- undo on failure -----------------------------------------------------------------------------
+# A half-started stack is worse than none: its Redis would be adopted by the next start and by the
+# other scripts. So every component this run starts is noted, and a failed run stops them again.
+started_here=()  # stop_daemons entries (NAME:MARKER[:cold]) of what this run started
+
+# start_component ENTRY CMD...: run CMD, which starts the component of ENTRY (one of the STOP_*
+# entries of lib.sh); when it was not running before, note ENTRY so that a failure, of CMD or of a
+# later step, stops it again.
+start_component() {
+	local entry="$1" name marker
+	shift
+	IFS=: read -r name marker _ <<<"$entry"
+	running_pid "$name" "$marker" >/dev/null || started_here+=("$entry")
+	"$@"
+}
+
+stop_what_this_run_started() {
+	local rc=$? entry name
+	trap - EXIT
+	local -a services=() redis=()
+	for entry in "${started_here[@]}"; do
+		name="${entry%%:*}"
+		[[ -e "$(pid_file "$name")" ]] || continue # never got as far as starting
+		if [[ "$name" == redis ]]; then redis=("$entry"); else services+=("$entry"); fi
+	done
+	if ((rc != 0)) && ((${#services[@]} + ${#redis[@]})); then
+		warn "start failed: stopping what this run started"
+		local stopped=1
+		((${#services[@]} == 0)) || stop_daemons "${services[@]}" || stopped=0
+		# Redis last, so the workers can hand their unfinished messages back.
+		if ((${#redis[@]})); then
+			if ((stopped)) && stop_daemons "${redis[@]}"; then
+				rm -f "$REDIS_URL_STATE"
+			else
+				warn "Redis left running: scripts/stop.sh stops it"
+			fi
+		fi
+	fi
+	exit "$rc"
+}
+trap stop_what_this_run_started EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
 # --- 1. system packages --------------------------------------------------------------------------
 packages=(python3)
 if [[ -n "${PROCTOR_FFMPEG:-}" ]]; then
@@ -61,10 +108,7 @@ ensure_packages "${packages[@]}" || die "missing system packages (see above)"
 
 if [[ ! -x "$VENV_DIR/bin/python" ]] && ! python3 -c 'import ensurepip' 2>/dev/null; then
 	if [[ "$(id -u)" -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
-		info "installing python3-venv with apt-get"
-		apt-get update -qq
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null ||
-			die "apt-get install python3-venv failed"
+		apt_install python3-venv || die "apt-get install python3-venv failed (see above)"
 	else
 		die "python3 cannot create virtualenvs; please install python3-venv (e.g. sudo apt-get install python3-venv)"
 	fi
@@ -77,21 +121,30 @@ ensure_dirs
 # Metrics files of a previous run would be summed with the new ones: start from none, unless
 # processes that write them are still running.
 if ! running_pid web "$MARK_WEB" >/dev/null && ! running_pid celery_worker_merge "$MARK_MERGE" >/dev/null; then
-	rm -rf "${PROMETHEUS_MULTIPROC_DIR:?}"
-	mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
+	rm -rf "${PROM_DIR:?}"
+	mkdir -p "$PROM_DIR"
 fi
 
 # --- 3. Redis ------------------------------------------------------------------------------------
 if ((own_redis)); then
-	if ! running_pid redis "$MARK_REDIS" >/dev/null && tcp_redis_ping 127.0.0.1 "$redis_port"; then
+	redis_dir="$DATA_DIR/redis"
+	mkdir -p "$redis_dir"
+	if pid="$(running_pid redis "$MARK_REDIS")"; then
+		# Adopted only when it keeps its data where this run would: another data directory means
+		# another installation's queue (or PROCTOR_DATA_DIR changed since it started).
+		have="$(redis_data_dir "$pid")" || die "cannot tell where the running Redis (pid $pid) keeps its data; run scripts/stop.sh first"
+		want="$(cd "$redis_dir" && pwd -P)"
+		[[ "$have" == "$want" ]] ||
+			die "the Redis started earlier (pid $pid) keeps its data in $have, not in $want (PROCTOR_DATA_DIR changed?); run scripts/stop.sh first"
+	elif tcp_redis_ping 127.0.0.1 "$redis_port"; then
 		die "another Redis already answers on 127.0.0.1:$redis_port; set PROCTOR_REDIS_PORT to a free port, or REDIS_URL to use that Redis"
 	fi
-	mkdir -p "$DATA_DIR/redis"
-	start_daemon redis "$MARK_REDIS" "$LOG_DIR/redis.log" \
+	start_component "$STOP_REDIS" \
+		start_daemon redis "$MARK_REDIS" "$LOG_DIR/redis.log" \
 		tcp_redis_ping 127.0.0.1 "$redis_port" -- \
 		"$(command -v redis-server)" \
 		--bind 127.0.0.1 --port "$redis_port" --protected-mode yes \
-		--dir "$DATA_DIR/redis" --appendonly yes --appendfsync everysec \
+		--dir "$redis_dir" --appendonly yes --appendfsync everysec \
 		--daemonize no --logfile ""
 	tcp_redis_ping 127.0.0.1 "$redis_port" ||
 		die "the Redis started earlier does not listen on port $redis_port (PROCTOR_REDIS_PORT changed?); run scripts/stop.sh first"
@@ -113,18 +166,24 @@ info "database migrations: alembic upgrade head"
 	die "database migrations failed (DATABASE_URL=$(url_display "${DATABASE_URL:-sqlite (default)}"))"
 
 # --- 5. the services -----------------------------------------------------------------------------
-for script in start_web.sh start_celery_beat.sh start_celery_status_worker.sh \
-	start_celery_worker.sh start_flower.sh; do
-	bash "$SCRIPT_DIR/$script" || die "$script failed (see above); scripts/stop.sh stops what did start"
-done
+start_component "$STOP_WEB" bash "$SCRIPT_DIR/start_web.sh" || die "start_web.sh failed (see above)"
+start_component "$STOP_BEAT" bash "$SCRIPT_DIR/start_celery_beat.sh" || die "start_celery_beat.sh failed (see above)"
+start_component "$STOP_STATUS" bash "$SCRIPT_DIR/start_celery_status_worker.sh" ||
+	die "start_celery_status_worker.sh failed (see above)"
+start_component "$STOP_MERGE" bash "$SCRIPT_DIR/start_celery_worker.sh" || die "start_celery_worker.sh failed (see above)"
+start_component "$STOP_FLOWER" bash "$SCRIPT_DIR/start_flower.sh" || die "start_flower.sh failed (see above)"
 
 # --- 6. where things are -------------------------------------------------------------------------
+# The health URL: there is no page at /, and /health answers anybody (it needs no token).
 bind="${PROCTOR_BIND:-127.0.0.1:8000}"
 first="${bind%%,*}"
+first="${first// /}"
 case "$first" in
-unix:*) web_url="$first (unix socket)" ;;
-0.0.0.0:*) web_url="http://$(uname -n):${first##*:}/ (all interfaces)" ;;
-*) web_url="http://$first/" ;;
+unix:*) web_url="curl --unix-socket ${first#unix:} http://localhost/health" ;;
+0.0.0.0:*) web_url="http://127.0.0.1:${first##*:}/health  (listening on all interfaces)" ;;
+"[::]:"*) web_url="http://[::1]:${first##*:}/health  (listening on all interfaces)" ;;
+*:*) web_url="http://$first/health" ;;
+*) web_url="http://$first:8000/health" ;;
 esac
 if [[ -n "${PROCTOR_ADMIN_TOKEN:-}" ]]; then
 	token_where="the value of PROCTOR_ADMIN_TOKEN"
@@ -144,7 +203,8 @@ fi
 cat <<SUMMARY
 
 proctor is running.
-  web            $web_url
+  health         $web_url
+  try it         README.md, "Quick start": an exam with curl, from join to the merged recording
   admin token    $token_where
   Flower         $flower_url
                  user ${PROCTOR_FLOWER_USER:-admin}, password $flower_password

@@ -6,7 +6,8 @@
 #
 # Log: logs/flower.log. Pid file: run/flower.pid. Ready when it answers HTTP on its port.
 # Always behind HTTP basic auth; the password is passed in the environment, never on the command
-# line.
+# line. Flower runs without PROMETHEUS_MULTIPROC_DIR: it counts its own flower_* metrics (served at
+# its own /metrics), which must not end up in the directory the web app's /metrics aggregates.
 #
 # Environment:
 #   PROCTOR_FLOWER_ADDRESS     address to listen on (default 127.0.0.1: loopback only)
@@ -59,6 +60,8 @@ fi
 export PROCTOR_FLOWER_ADDRESS="$address" PROCTOR_FLOWER_PORT="$port" PROCTOR_FLOWER_USER="$user"
 export PROCTOR_FLOWER_PASSWORD PROCTOR_FLOWER_URL_PREFIX="${PROCTOR_FLOWER_URL_PREFIX:-}"
 celery="$(tool celery)"
+# lib.sh exported it for the web app and the merge worker; Flower's own metrics stay its own.
+unset PROMETHEUS_MULTIPROC_DIR
 
 start_daemon flower "$MARK_FLOWER" "$LOG_DIR/flower.log" \
 	http_answers "$probe_url" -- \

@@ -12,6 +12,7 @@
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -347,7 +348,7 @@ def test_gunicorn_config_defaults(tmp_path):
     assert g["bind"] == ["127.0.0.1:8000"]
     assert g["workers"] == 2 and g["threads"] == 8 and g["worker_class"] == "gthread"
     assert g["timeout"] == 300 and g["graceful_timeout"] == 120
-    assert g["max_requests"] == 1000 and g["max_requests_jitter"] == 100
+    assert g["max_requests"] == 20000 and g["max_requests_jitter"] == 2000
     assert g["keepalive"] >= 2
     assert g["reload"] is False and g["preload_app"] is False
     assert g["accesslog"] == str(ROOT / "logs" / "gunicorn_access.log")
@@ -554,6 +555,15 @@ def test_scripts_start_and_stop_the_whole_stack(tmp_path, ops_redis):
         # Counted by the merge worker, shown by the web app: they share the multiprocess directory.
         assert 'proctor_merges_total{outcome="merged"} 1.0' in metrics
         assert "proctor_merge_duration_seconds_count 1.0" in metrics
+        # Flower counts the workers' events in metrics of its own, served by Flower alone: none of
+        # them may reach the web app's /metrics through that directory.
+        def flower_metrics() -> str:
+            return requests.get(f"{flower}/metrics", auth=("admin", password), timeout=15).text
+
+        assert wait_for_value(lambda: "flower_events_total{" in flower_metrics(), 60)
+        metrics = requests.get(f"{base}/metrics", timeout=10).text
+        assert "proctor_upload_bytes_total" in metrics
+        assert not re.findall(r"^flower_\w*", metrics, re.M), "Flower's metrics leak into /metrics"
         result = run(["bash", SCRIPTS / "start_celery_worker.sh"], env=env, timeout=120)
         assert result.returncode == 0, result.stderr
         assert wait_for_value(lambda: state(waiting) == "merged", 120), state(waiting)
@@ -591,6 +601,95 @@ def test_start_web_fails_clearly_when_the_port_is_taken(tmp_path):
     assert result.returncode != 0
     assert "web" in result.stderr and "error" in result.stderr
     assert not (tmp_path / "run" / "web.pid").exists()
+
+
+# --- scripts/start.sh when something goes wrong ---------------------------------------------------
+
+
+def venv_is_current() -> bool:
+    """start.sh (re)builds .venv when it does not match requirements.txt: never under a test run."""
+    stamp = ROOT / ".venv" / "requirements.sha256"
+    want = hashlib.sha256((ROOT / "requirements.txt").read_bytes()).hexdigest()
+    return stamp.is_file() and stamp.read_text().strip() == want
+
+
+def start_sh_env(tmp_path: Path, redis_port: int) -> dict[str, str]:
+    """start.sh with its own Redis on ``redis_port`` and a database that cannot be created (a
+    SQLite file below a regular file), so that it fails at the migrations, after starting Redis."""
+    if not venv_is_current():
+        pytest.skip("scripts/start.sh would build .venv first (it does not match requirements.txt)")
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    (tmp_path / "not-a-directory").write_text("")
+    env = ops_env(
+        tmp_path,
+        PROCTOR_REDIS_PORT=str(redis_port),
+        DATABASE_URL=f"sqlite:///{tmp_path / 'not-a-directory' / 'proctor.db'}",
+    )
+    env.pop("REDIS_URL", None)  # start.sh starts a Redis of its own only when none is given
+    return env
+
+
+def redis_servers_in(directory: Path) -> list[int]:
+    """Live redis-server processes whose data directory (their working directory) is ``directory``."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if os.readlink(proc / "cwd") == str(directory.resolve()) and b"redis-server" in (proc / "cmdline").read_bytes():
+                if pid_alive(int(proc.name)):
+                    found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_failed_start_stops_the_redis_it_started(tmp_path):
+    """A start that fails half-way leaves nothing running: a Redis left behind would be adopted by
+    the next start and by the other scripts (run/redis_url)."""
+    env = start_sh_env(tmp_path, free_port())
+    redis_dir = tmp_path / "var" / "redis"
+    try:
+        result = run(["bash", SCRIPTS / "start.sh"], env=env, cwd=tmp_path, timeout=300)
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "redis started" in result.stdout
+        assert "database migrations failed" in result.stderr
+        assert wait_for_value(lambda: redis_servers_in(redis_dir) == [], 30), "its Redis is still running"
+        assert not (tmp_path / "run" / "redis.pid").exists()
+        assert not (tmp_path / "run" / "redis_url").exists()
+        assert "stopping what this run started" in result.stderr
+    finally:
+        for pid in redis_servers_in(redis_dir):
+            kill_group(os.getpgid(pid))
+
+
+def test_start_refuses_a_running_redis_that_keeps_its_data_elsewhere(tmp_path):
+    """The Redis recorded in run/redis.pid is adopted only when its data directory is the one this
+    start would give it; it is not stopped either, as this start did not start it."""
+    port = free_port()
+    env = start_sh_env(tmp_path, port)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    lib = Lib(tmp_path)
+    try:
+        # Started as start.sh starts its own, but with its data in another directory.
+        started = lib(
+            "start_daemon", "redis", "redis-server", tmp_path / "logs" / "redis.log",
+            "tcp_redis_ping", "127.0.0.1", port, "--",
+            "redis-server", "--bind", "127.0.0.1", "--port", port, "--dir", elsewhere,
+            "--appendonly", "no", "--save", "", "--daemonize", "no", "--logfile", "",
+        )
+        assert started.returncode == 0, started.stderr
+        pid = int((tmp_path / "run" / "redis.pid").read_text())
+
+        result = run(["bash", SCRIPTS / "start.sh"], env=env, cwd=tmp_path, timeout=300)
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert f"keeps its data in {elsewhere.resolve()}" in result.stderr, result.stderr
+        assert str((tmp_path / "var" / "redis").resolve()) in result.stderr
+        assert "database migrations" not in result.stdout, "it must stop before using that Redis"
+        assert pid_alive(pid) and redis_servers_in(elsewhere) == [pid]
+    finally:
+        for pid in redis_servers_in(elsewhere):
+            kill_group(os.getpgid(pid))
 
 
 # --- systemd -------------------------------------------------------------------------------------
@@ -727,6 +826,14 @@ def test_systemd_analyze_verify_would_notice_a_broken_unit(tmp_path):
     code, lines = verify([beat, flower])
     assert any("TimeoutStopSecs" in line for line in lines), lines
     assert code != 0 or any("nonexistent" in line for line in lines), lines
+
+
+def test_flower_runs_without_the_shared_multiprocess_directory():
+    """Flower's flower_* metrics must not land where the web app's /metrics aggregates; the
+    whole-stack test checks it for the scripts, this for the unit (an env file may set it)."""
+    unit = (SYSTEMD / "proctor-flower.service").read_text()
+    assert re.search(r"^UnsetEnvironment=.*\bPROMETHEUS_MULTIPROC_DIR\b", unit, re.M)
+    assert not re.search(r"^Environment=.*PROMETHEUS_MULTIPROC_DIR", unit, re.M)
 
 
 def test_units_have_the_documented_stop_behaviour():
