@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from proctor import media
 from proctor.media import (
     MediaError,
     MediaTimeout,
@@ -23,6 +22,7 @@ from proctor.media import (
     order_directory,
     probe,
 )
+from proctor.media.runner import _stream_lines
 from tests.media_helpers import (
     ffprobe_streams,
     make_clip,
@@ -361,7 +361,7 @@ def test_a_process_past_its_deadline_is_killed():
     sleeper = [sys.executable, "-c", "import time; time.sleep(30)"]
     started = time.monotonic()
     with pytest.raises(MediaTimeout):
-        list(media._stream_lines(sleeper, 0.5))
+        list(_stream_lines(sleeper, 0.5))
     assert time.monotonic() - started < 10
 
 
