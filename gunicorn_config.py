@@ -22,46 +22,28 @@ a buffering proxy (nginx with ``proxy_request_buffering on``) the proxy absorbs 
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-_ROOT = Path(__file__).resolve().parent
+from proctor.config import ROOT, Env
 
-
-def _env(name: str, default: str) -> str:
-    return os.environ.get(name, "").strip() or default
-
-
-def _env_int(name: str, default: int) -> int:
-    raw = _env(name, str(default))
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SystemExit(f"configuration error: {name}={raw!r} is not an integer") from None
-    if value < 1:
-        raise SystemExit(f"configuration error: {name}={raw!r} must be at least 1")
-    return value
-
-
-def _dir(name: str, default: str) -> Path:
-    path = Path(_env(name, default))
-    return path if path.is_absolute() else _ROOT / path
-
-
-_log_dir = _dir("PROCTOR_LOG_DIR", "logs")
-_run_dir = _dir("PROCTOR_RUN_DIR", "run")
+_env = Env()
+_log_dir = _env.path("PROCTOR_LOG_DIR", ROOT / "logs")
+_run_dir = _env.path("PROCTOR_RUN_DIR", ROOT / "run")
 
 # --- server socket and workers -------------------------------------------------------------------
-bind = [b.strip() for b in _env("PROCTOR_BIND", "127.0.0.1:8000").split(",") if b.strip()]
-workers = _env_int("PROCTOR_WEB_WORKERS", 2)
-worker_class = _env("PROCTOR_WEB_WORKER_CLASS", "gthread")
-threads = _env_int("PROCTOR_WEB_THREADS", 8)
+bind = [b.strip() for b in _env.text("PROCTOR_BIND", "127.0.0.1:8000").split(",") if b.strip()]
+workers = _env.integer("PROCTOR_WEB_WORKERS", 2, minimum=1)
+worker_class = _env.text("PROCTOR_WEB_WORKER_CLASS", "gthread")
+threads = _env.integer("PROCTOR_WEB_THREADS", 8, minimum=1)
 timeout = 300
 graceful_timeout = 120
 keepalive = 5
-# Recycle workers now and then (staggered) so a slow leak cannot grow without bound.
-max_requests = 1000
-max_requests_jitter = 100
+# Recycle workers now and then (staggered) so a slow leak cannot grow without bound. Rarely: a
+# recycled worker re-imports the whole app and drops its idle keep-alive connections, and a seat
+# that sends on one of those at that moment sees its call fail. A 500-seat hall makes about 30
+# calls a second, so this is a restart per worker every twenty minutes or so.
+max_requests = 20000
+max_requests_jitter = 2000
 # Each worker imports the app itself after the fork: no database engine or Redis connection is
 # shared across processes.
 preload_app = False
@@ -90,7 +72,7 @@ else:
     control_socket_disable = True
 
 # --- Prometheus multiprocess mode ----------------------------------------------------------------
-_prom_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "").strip()
+_prom_dir = _env.text("PROMETHEUS_MULTIPROC_DIR", "")
 if _prom_dir:
     Path(_prom_dir).mkdir(parents=True, exist_ok=True)
 

@@ -1,6 +1,6 @@
 """The web application: ``gunicorn -c gunicorn_config.py server:app`` (or ``python server.py``
 for development). All logic lives in the ``proctor`` package."""
-from proctor import create_app
+from proctor.app import create_app
 
 app = create_app()
 

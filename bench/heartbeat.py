@@ -28,10 +28,10 @@ from status_check import configure, seed  # noqa: E402 - same data set-up as the
 
 
 def ours(session_ids: list[int], tokens: dict[int, str]) -> None:
-    from proctor import presence, sessions
+    from proctor import presence, tokens as token_cache
 
     for sid in session_ids:
-        assert sessions.session_for_token(tokens[sid]) == sid
+        assert token_cache.session_for_token(tokens[sid]) == sid
         presence.heartbeat(sid)
 
 
@@ -39,7 +39,9 @@ def baseline(session_ids: list[int], _tokens) -> None:
     from sqlalchemy import insert, update
 
     from proctor import redis_client
-    from proctor.db import engine, presence_events, sessions, utcnow
+    from proctor.clock import utcnow
+    from proctor.db import engine
+    from proctor.schema import presence_events, sessions
 
     r = redis_client.client()
     for sid in session_ids:
@@ -54,19 +56,20 @@ def prepare_tokens(n: int) -> dict[int, str]:
     """Give every seeded session a real token, as join would."""
     from sqlalchemy import bindparam, update
 
-    from proctor import redis_client, sessions
+    from proctor import redis_client
+    from proctor.tokens import hash_token
     from proctor.db import engine
-    from proctor.db import sessions as table
+    from proctor.schema import sessions as table
 
     tokens = {sid: f"token-{sid}" for sid in range(1, n + 1)}
     with engine().begin() as conn:
         conn.execute(
             update(table).where(table.c.id == bindparam("sid")).values(token_hash=bindparam("h")),
-            [{"sid": sid, "h": sessions.hash_token(t)} for sid, t in tokens.items()],
+            [{"sid": sid, "h": hash_token(t)} for sid, t in tokens.items()],
         )
     pipe = redis_client.client().pipeline(transaction=False)
     for sid, t in tokens.items():
-        pipe.set(redis_client.key("token", sessions.hash_token(t)), sid)
+        pipe.set(redis_client.key("token", hash_token(t)), sid)
     pipe.execute()
     return tokens
 

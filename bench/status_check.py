@@ -41,7 +41,8 @@ def seed(n: int) -> None:
     from sqlalchemy import insert, text
 
     from proctor import redis_client
-    from proctor.db import engine, exams, make_engine, metadata, sessions
+    from proctor.db import engine, make_engine
+    from proctor.schema import exams, metadata, sessions
 
     redis_client.client().flushdb()
     eng = make_engine(os.environ["DATABASE_URL"])
@@ -77,7 +78,8 @@ def naive_scan(offline_after_s: int = 60) -> int:
     """The original design's check: every active session's heartbeat from the database."""
     from sqlalchemy import select
 
-    from proctor.db import engine, sessions
+    from proctor.db import engine
+    from proctor.schema import sessions
 
     cutoff = datetime.now(timezone.utc) - timedelta(seconds=offline_after_s)
     with engine().connect() as conn:

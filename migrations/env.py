@@ -4,7 +4,8 @@ from logging.config import fileConfig
 from alembic import context
 
 from proctor.config import settings
-from proctor.db import make_engine, metadata
+from proctor.db import make_engine
+from proctor.schema import metadata
 
 if context.config.config_file_name is not None:
     fileConfig(context.config.config_file_name, disable_existing_loggers=False)

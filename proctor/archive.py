@@ -1,4 +1,4 @@
-"""Archive and export of a finished exam.
+"""Archive of a finished exam.
 
 ``archive_exam`` moves the exam's recordings, screenshots and any segments a failed merge left to a
 backup directory (``PROCTOR_ARCHIVE_DIR`` or the one given), safely across filesystems: each file
@@ -7,45 +7,25 @@ one recorded at upload or merge; only then is the move recorded in the database 
 deleted. A crash at any point leaves either the original or a verified copy (a re-run finishes the
 move). ``archives`` and ``archive_items`` record where every file went; a ``manifest.json`` beside
 the files says the same.
-
-``report_csv`` is the exam report: one row per student (roster and sessions) with presence spans,
-logins, violations, and the recording's duration and gaps.
 """
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import shutil
 import tempfile
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import insert, select, update
 
-from . import storage
+from . import states, storage
+from .clock import utcnow
 from .config import settings
-from .db import (
-    archive_items,
-    archives,
-    engine,
-    login_events,
-    presence_events,
-    recordings,
-    roster,
-    screenshots,
-    segments,
-    sessions,
-    utcnow,
-    violations,
-)
+from .db import engine
 from .errors import Conflict
 from .exams import get_exam_row
-
-# A session in one of these states has nothing more coming: its files may move.
-SETTLED = ("merged", "partial", "failed")
+from .schema import archive_items, archives, recordings, screenshots, segments, sessions
 
 
 @dataclass(frozen=True)
@@ -91,9 +71,9 @@ def _settled_exam(exam_id: int):
         exam = get_exam_row(conn, exam_id)
         busy = conn.execute(
             select(sessions.c.id, sessions.c.state)
-            .where(sessions.c.exam_id == exam_id, sessions.c.state.not_in(SETTLED))
+            .where(sessions.c.exam_id == exam_id, sessions.c.state.not_in(states.SETTLED))
         ).all()
-    if exam.status != "completed":
+    if exam.status != states.COMPLETED:
         raise Conflict(f"exam {exam_id} is {exam.status}; only a completed exam is archived", code="exam_not_completed")
     if busy:
         raise Conflict(
@@ -115,7 +95,8 @@ def _items(exam_id: int) -> list[Item]:
             .where(screenshots.c.session_id.in_(sids), screenshots.c.path.is_not(None))
         ).all()
         segs = conn.execute(
-            select(segments.c.id, segments.c.session_id, segments.c.seq, segments.c.media_type, segments.c.sha256)
+            select(segments.c.id, segments.c.session_id, segments.c.run, segments.c.seq, segments.c.media_type,
+                   segments.c.sha256)
             .where(segments.c.session_id.in_(sids), segments.c.deleted_at.is_(None))
         ).all()
     data = settings().data_dir
@@ -123,7 +104,7 @@ def _items(exam_id: int) -> list[Item]:
     items += [Item("screenshot", s.id, s.session_id, s.path, s.sha256) for s in shots]
     items += [
         Item("segment", s.id, s.session_id,
-             str(storage.segment_path(s.session_id, s.seq, s.media_type).relative_to(data)), s.sha256)
+             str(storage.segment_path(s.session_id, s.run, s.seq, s.media_type).relative_to(data)), s.sha256)
         for s in segs
     ]
     return items
@@ -169,8 +150,7 @@ def _record_move(archive_id: int, item: Item, target: Path, size: int) -> None:
             )
         )
         if item.kind == "recording":
-            conn.execute(update(recordings).where(recordings.c.id == item.ref_id)
-                         .values(status="archived", path=None, updated_at=now))
+            states.archived(conn, item.session_id, now)
         elif item.kind == "screenshot":
             conn.execute(update(screenshots).where(screenshots.c.id == item.ref_id).values(path=None))
         else:
@@ -200,99 +180,3 @@ def archives_of(exam_id: int) -> list[dict]:
         {"id": r.id, "directory": r.directory, "files": r.files, "bytes": r.bytes, "created_at": r.created_at.isoformat()}
         for r in rows
     ]
-
-
-# --- report ------------------------------------------------------------------------------------
-
-REPORT_COLUMNS = [
-    "student_id", "name", "on_roster", "session_id", "state", "joined_at", "finished_at",
-    "presence_spans", "online_seconds", "logins", "flagged_logins", "client_addrs",
-    "violations", "violation_reasons", "screenshots", "segments",
-    "recording_status", "recording_duration_s", "recording_gaps", "archived_to",
-]
-
-
-def report_csv(exam_id: int) -> str:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=REPORT_COLUMNS)
-    writer.writeheader()
-    for row in report_rows(exam_id):
-        writer.writerow(row)
-    return out.getvalue()
-
-
-def report_rows(exam_id: int) -> list[dict]:
-    with engine().connect() as conn:
-        get_exam_row(conn, exam_id)
-        names = dict(conn.execute(select(roster.c.student_id, roster.c.name).where(roster.c.exam_id == exam_id)).all())
-        sess = {r.student_id: r for r in conn.execute(select(sessions).where(sessions.c.exam_id == exam_id))}
-        facts = _session_facts(conn, exam_id, [s.id for s in sess.values()])
-    rows = []
-    for student_id in sorted(set(names) | set(sess)):
-        s = sess.get(student_id)
-        row = {"student_id": student_id, "name": names.get(student_id) or "", "on_roster": student_id in names}
-        if s is not None:
-            row.update(_session_columns(s, facts))
-        rows.append(row)
-    return rows
-
-
-def _session_facts(conn, exam_id: int, sids: list[int]) -> dict:
-    def grouped(query) -> dict:
-        out: dict = {}
-        for r in conn.execute(query):
-            out.setdefault(r.session_id, []).append(r)
-        return out
-
-    return {
-        "presence": grouped(select(presence_events).where(presence_events.c.session_id.in_(sids))
-                            .order_by(presence_events.c.at, presence_events.c.id)),
-        "logins": grouped(select(login_events).where(login_events.c.exam_id == exam_id)),
-        "violations": grouped(select(violations).where(violations.c.session_id.in_(sids)).order_by(violations.c.id)),
-        "screenshots": grouped(select(screenshots.c.session_id).where(screenshots.c.session_id.in_(sids))),
-        "segments": grouped(select(segments.c.session_id).where(segments.c.session_id.in_(sids))),
-        "recordings": {r.session_id: r for r in conn.execute(select(recordings).where(recordings.c.session_id.in_(sids)))},
-        "archived": {r.session_id: r.dest for r in conn.execute(
-            select(archive_items.c.session_id, archive_items.c.dest).where(
-                archive_items.c.session_id.in_(sids), archive_items.c.kind == "recording"))},
-    }
-
-
-def _session_columns(s, facts: dict) -> dict:
-    spans = presence_spans(facts["presence"].get(s.id, []), s.finished_at or utcnow())
-    logins = facts["logins"].get(s.id, [])
-    found = facts["violations"].get(s.id, [])
-    rec = facts["recordings"].get(s.id)
-    return {
-        "session_id": s.id,
-        "state": s.state,
-        "joined_at": s.joined_at.isoformat(),
-        "finished_at": s.finished_at.isoformat() if s.finished_at else "",
-        "presence_spans": "; ".join(f"{a.isoformat()}/{b.isoformat()}" for a, b in spans),
-        "online_seconds": round(sum((b - a).total_seconds() for a, b in spans), 1),
-        "logins": len([e for e in logins if e.kind in ("login", "rejoin")]),
-        "flagged_logins": len([e for e in logins if e.flagged]),
-        "client_addrs": " ".join(sorted({e.client_addr for e in logins if e.client_addr})),
-        "violations": len(found),
-        "violation_reasons": " | ".join(v.reason for v in found),
-        "screenshots": len(facts["screenshots"].get(s.id, [])),
-        "segments": len(facts["segments"].get(s.id, [])),
-        "recording_status": rec.status if rec else "",
-        "recording_duration_s": round(rec.duration, 2) if rec and rec.duration is not None else "",
-        "recording_gaps": " ".join(str(g) for g in (rec.gaps or [])) if rec else "",
-        "archived_to": facts["archived"].get(s.id, ""),
-    }
-
-
-def presence_spans(events, end: datetime) -> list[tuple[datetime, datetime]]:
-    """Online spans from the online/offline events; a span still open ends at ``end``."""
-    spans, since = [], None
-    for e in events:
-        if e.kind == "online" and since is None:
-            since = e.at
-        elif e.kind == "offline" and since is not None:
-            spans.append((since, e.at))
-            since = None
-    if since is not None:
-        spans.append((since, max(end, since)))
-    return spans

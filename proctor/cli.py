@@ -1,4 +1,4 @@
-"""Operator commands: ``python -m proctor.cli COMMAND`` (from the repository root).
+"""Operator commands: ``.venv/bin/python -m proctor.cli COMMAND`` (from the repository root).
 
   archive EXAM_ID [--dest DIR]     move a completed exam's recordings, screenshots and leftover
                                    segments to DIR/exam-EXAM_ID (default PROCTOR_ARCHIVE_DIR),
@@ -6,11 +6,16 @@
   export EXAM_ID [--out FILE]      the exam report as CSV (roster, presence spans, logins,
                                    violations, recording duration and gaps) to FILE or stdout
   import-students FILE [--exam-id N]
-                                   add a CSV or .xlsx list of students to the registry (and to
-                                   exam N's roster); prints the rows accepted and rejected
+                                   add a CSV, .xlsx or text list of students to the registry (and
+                                   to exam N's roster); prints the rows accepted and rejected, and
+                                   the ids generated for names without one
   merge-dir DIR OUT                merge a folder of segments from elsewhere into OUT, ordered by
                                    the number in each file name, else a timestamp in the name,
                                    else modification time (OUT's suffix follows the container)
+  seat-config import FILE          load the original server's config.json as the seat settings
+                                   (GET /api/config), without its server keys and secrets; prints
+                                   the keys kept and the ones dropped
+  seat-config show                 print the seat settings served to the seats
 
 Exit status: 0 on success, 1 when the command was refused (the reason is printed), 2 for usage.
 """
@@ -21,19 +26,17 @@ import json
 import sys
 from pathlib import Path
 
+from . import archive, exams, imports, media, report, seat_settings
+from .config import settings
 from .errors import ProctorError
 
 
 def _archive(args) -> dict:
-    from . import archive
-
     return archive.archive_exam(args.exam_id, Path(args.dest) if args.dest else None)
 
 
 def _export(args) -> dict | None:
-    from . import archive
-
-    text = archive.report_csv(args.exam_id)
+    text = report.report_csv(args.exam_id)
     if not args.out:
         sys.stdout.write(text)
         return None
@@ -42,31 +45,39 @@ def _export(args) -> dict | None:
 
 
 def _import(args) -> dict:
-    from . import exams, students
-
     path = Path(args.file)
-    report = students.import_table(path.read_bytes(), "", path.name)
-    if args.exam_id is not None and report["students"]:
-        report["roster"] = exams.add_to_roster(args.exam_id, report["students"])
-    report.pop("students")
-    return report
+    result = imports.import_table(path.read_bytes(), "", path.name)
+    if args.exam_id is not None and result["students"]:
+        result["roster"] = exams.add_to_roster(args.exam_id, result["students"])
+    result.pop("students")
+    return result
+
+
+def _seat_config_import(args) -> dict:
+    try:
+        with open(args.file, "rb") as f:
+            data = f.read(seat_settings.MAX_BYTES + 1)  # one byte more tells a file too large
+    except OSError as err:
+        raise ProctorError(f"cannot read {args.file}: {err.strerror}") from err
+    return seat_settings.import_original(data)
+
+
+def _seat_config_show(_args) -> dict:
+    return seat_settings.seat_configuration()
 
 
 def _merge_dir(args) -> dict:
-    from . import media
-    from .config import settings
-
     try:
-        report = media.merge_directory(
+        result = media.merge_directory(
             Path(args.dir), Path(args.out), ffmpeg=settings().ffmpeg, ffprobe=settings().ffprobe
         )
     except (media.MediaError, FileNotFoundError, NotADirectoryError) as err:
         raise ProctorError(str(err)) from err
-    return report.as_dict()
+    return result.as_dict()
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m proctor.cli", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog=".venv/bin/python -m proctor.cli", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     a = sub.add_parser("archive", help="move a completed exam's files to the backup directory")
     a.add_argument("exam_id", type=int)
@@ -76,7 +87,7 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("exam_id", type=int)
     e.add_argument("--out", help="file to write (default stdout)")
     e.set_defaults(run=_export)
-    i = sub.add_parser("import-students", help="import students from CSV or .xlsx")
+    i = sub.add_parser("import-students", help="import students from CSV, .xlsx or a text roster")
     i.add_argument("file")
     i.add_argument("--exam-id", type=int)
     i.set_defaults(run=_import)
@@ -84,6 +95,12 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("dir")
     m.add_argument("out")
     m.set_defaults(run=_merge_dir)
+    s = sub.add_parser("seat-config", help="the seat settings served by /api/config")
+    actions = s.add_subparsers(dest="action", required=True)
+    si = actions.add_parser("import", help="load the original server's config.json")
+    si.add_argument("file")
+    si.set_defaults(run=_seat_config_import)
+    actions.add_parser("show", help="print the seat settings").set_defaults(run=_seat_config_show)
     return p
 
 

@@ -8,34 +8,88 @@ from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass
-from functools import lru_cache
+from dataclasses import dataclass, replace
+from datetime import datetime, tzinfo
 from pathlib import Path
+from typing import Mapping
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 ROOT = Path(__file__).resolve().parent.parent
 
+FALSE_WORDS = frozenset({"0", "false", "no", "off"})
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 
-def _int(name: str, default: int) -> int:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
+
+def is_true(raw: str | None, default: bool = False) -> bool:
+    """A yes/no word from the environment or a query string; blank or unknown is ``default``."""
+    word = (raw or "").strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    return default
+
+
+def host_zone() -> tzinfo:
+    """The host's time zone: ``TZ``, else the zone ``/etc/localtime`` names, else its offset now."""
+    for name in (os.environ.get("TZ", "").lstrip(":"), _localtime_link()):
+        if name:
+            try:
+                return ZoneInfo(name)
+            except (ZoneInfoNotFoundError, ValueError):
+                continue
+    return datetime.now().astimezone().tzinfo
+
+
+def _localtime_link() -> str:
     try:
-        return int(raw)
-    except ValueError:
-        raise SystemExit(f"configuration error: {name}={raw!r} is not an integer") from None
+        target = os.readlink("/etc/localtime")
+    except OSError:
+        return ""
+    return target.split("zoneinfo/", 1)[-1] if "zoneinfo/" in target else ""
 
 
-def _bool(name: str, default: bool) -> bool:
-    raw = os.environ.get(name, "").strip().lower()
-    if not raw:
-        return default
-    return raw not in {"0", "false", "no", "off"}
+class Env:
+    """Typed reads of one environment mapping; a value that does not parse stops the process.
 
+    ``gunicorn_config.py`` reads its process-level settings through it too.
+    """
 
-def _path(name: str, default: Path) -> Path:
-    raw = os.environ.get(name, "").strip()
-    path = Path(raw) if raw else default
-    return path if path.is_absolute() else (ROOT / path)
+    def __init__(self, environ: Mapping[str, str] | None = None):
+        self.environ = os.environ if environ is None else environ
+
+    def text(self, name: str, default: str) -> str:
+        return self.environ.get(name, "").strip() or default
+
+    def integer(self, name: str, default: int, minimum: int | None = None) -> int:
+        raw = self.environ.get(name, "").strip()
+        if not raw:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise SystemExit(f"configuration error: {name}={raw!r} is not an integer") from None
+        if minimum is not None and value < minimum:
+            raise SystemExit(f"configuration error: {name}={raw!r} must be at least {minimum}")
+        return value
+
+    def flag(self, name: str, default: bool) -> bool:
+        return is_true(self.environ.get(name), default)
+
+    def zone(self, name: str) -> tzinfo:
+        """A time zone by its IANA name; unset, the host's."""
+        raw = self.environ.get(name, "").strip()
+        if not raw:
+            return host_zone()
+        try:
+            return ZoneInfo(raw)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise SystemExit(f"configuration error: {name}={raw!r} is not a time zone name such as Asia/Shanghai") from None
+
+    def path(self, name: str, default: Path) -> Path:
+        raw = self.environ.get(name, "").strip()
+        path = Path(raw) if raw else default
+        return path if path.is_absolute() else (ROOT / path)
 
 
 @dataclass(frozen=True)
@@ -55,13 +109,16 @@ class Settings:
     legacy_api: bool
     ffmpeg: str
     ffprobe: str
-    # issue 5: administration and the legacy seats
     legacy_rate_limit: str
     legacy_login_rate_limit: str
+    legacy_login_address_rate_limit: str
     trusted_proxies: int
     max_screenshot_bytes: int
     max_import_bytes: int
     archive_dir: Path
+    driver_dir: Path
+    timezone: tzinfo
+    end_grace_s: int
 
     @property
     def segments_dir(self) -> Path:
@@ -76,13 +133,18 @@ class Settings:
         return self.data_dir / "screenshots"
 
 
-def _admin_token(data_dir: Path) -> str:
+    def replace(self, **changes) -> "Settings":
+        """A copy with some settings changed (tests build their app from one)."""
+        return replace(self, **changes)
+
+
+def _admin_token(env: Env, data_dir: Path) -> str:
     """PROCTOR_ADMIN_TOKEN, or a token generated once and kept in the data directory.
 
     The zero-configuration start must still have teacher authentication; a token generated on first
     start and stored with mode 0600 gives that without a default password anybody could guess.
     """
-    token = os.environ.get("PROCTOR_ADMIN_TOKEN", "").strip()
+    token = env.text("PROCTOR_ADMIN_TOKEN", "")
     if token:
         return token
     path = data_dir / "admin_token"
@@ -101,37 +163,55 @@ def _admin_token(data_dir: Path) -> str:
     return token
 
 
-def load_settings() -> Settings:
-    data_dir = _path("PROCTOR_DATA_DIR", ROOT / "var")
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings from ``environ`` (default: this process's environment)."""
+    env = Env(environ)
+    data_dir = env.path("PROCTOR_DATA_DIR", ROOT / "var")
     return Settings(
         data_dir=data_dir,
-        database_url=os.environ.get("DATABASE_URL", "").strip()
-        or f"sqlite:///{data_dir / 'proctor.db'}",
-        redis_url=os.environ.get("REDIS_URL", "").strip() or "redis://127.0.0.1:6379/0",
-        redis_prefix=os.environ.get("PROCTOR_REDIS_PREFIX", "").strip() or "proctor:",
-        admin_token=_admin_token(data_dir),
-        heartbeat_interval_s=_int("PROCTOR_HEARTBEAT_INTERVAL_S", 10),
-        offline_after_s=_int("PROCTOR_OFFLINE_AFTER_S", 60),
-        max_segment_bytes=_int("PROCTOR_MAX_SEGMENT_BYTES", 64 * 1024 * 1024),
-        merge_grace_s=_int("PROCTOR_MERGE_GRACE_S", 120),
-        merge_max_attempts=_int("PROCTOR_MERGE_MAX_ATTEMPTS", 3),
-        merge_retry_base_s=_int("PROCTOR_MERGE_RETRY_BASE_S", 5),
-        retention_days=_int("PROCTOR_RETENTION_DAYS", 0),
-        legacy_api=_bool("PROCTOR_LEGACY_API", True),
-        ffmpeg=os.environ.get("PROCTOR_FFMPEG", "").strip() or "ffmpeg",
-        ffprobe=os.environ.get("PROCTOR_FFPROBE", "").strip() or "ffprobe",
-        # Per client address. Seats behind one NAT address share it: raise it for such halls.
-        legacy_rate_limit=os.environ.get("PROCTOR_LEGACY_RATE_LIMIT", "").strip() or "600 per minute",
-        legacy_login_rate_limit=os.environ.get("PROCTOR_LEGACY_LOGIN_RATE_LIMIT", "").strip()
-        or "60 per minute",
-        trusted_proxies=_int("PROCTOR_TRUSTED_PROXIES", 0),
-        max_screenshot_bytes=_int("PROCTOR_MAX_SCREENSHOT_BYTES", 10 * 1024 * 1024),
-        max_import_bytes=_int("PROCTOR_MAX_IMPORT_BYTES", 10 * 1024 * 1024),
-        archive_dir=_path("PROCTOR_ARCHIVE_DIR", data_dir / "archive"),
+        database_url=env.text("DATABASE_URL", f"sqlite:///{data_dir / 'proctor.db'}"),
+        redis_url=env.text("REDIS_URL", "redis://127.0.0.1:6379/0"),
+        redis_prefix=env.text("PROCTOR_REDIS_PREFIX", "proctor:"),
+        admin_token=_admin_token(env, data_dir),
+        heartbeat_interval_s=env.integer("PROCTOR_HEARTBEAT_INTERVAL_S", 10),
+        offline_after_s=env.integer("PROCTOR_OFFLINE_AFTER_S", 60),
+        max_segment_bytes=env.integer("PROCTOR_MAX_SEGMENT_BYTES", 64 * 1024 * 1024),
+        merge_grace_s=env.integer("PROCTOR_MERGE_GRACE_S", 120),
+        merge_max_attempts=env.integer("PROCTOR_MERGE_MAX_ATTEMPTS", 3),
+        merge_retry_base_s=env.integer("PROCTOR_MERGE_RETRY_BASE_S", 5),
+        retention_days=env.integer("PROCTOR_RETENTION_DAYS", 0),
+        legacy_api=env.flag("PROCTOR_LEGACY_API", True),
+        ffmpeg=env.text("PROCTOR_FFMPEG", "ffmpeg"),
+        ffprobe=env.text("PROCTOR_FFPROBE", "ffprobe"),
+        # Per client address: a whole hall behind one NAT address shares it. 500 seats make about
+        # 3,000 calls a minute (heartbeats, segments, screenshots); this leaves ten times that.
+        legacy_rate_limit=env.text("PROCTOR_LEGACY_RATE_LIMIT", "30000 per minute"),
+        # Logins and name look-ups per seat (address and student), and per address for all seats.
+        legacy_login_rate_limit=env.text("PROCTOR_LEGACY_LOGIN_RATE_LIMIT", "10 per minute"),
+        legacy_login_address_rate_limit=env.text("PROCTOR_LEGACY_LOGIN_ADDRESS_RATE_LIMIT", "1500 per minute"),
+        trusted_proxies=env.integer("PROCTOR_TRUSTED_PROXIES", 0),
+        max_screenshot_bytes=env.integer("PROCTOR_MAX_SCREENSHOT_BYTES", 10 * 1024 * 1024),
+        max_import_bytes=env.integer("PROCTOR_MAX_IMPORT_BYTES", 10 * 1024 * 1024),
+        archive_dir=env.path("PROCTOR_ARCHIVE_DIR", data_dir / "archive"),
+        driver_dir=env.path("PROCTOR_DRIVER_DIR", data_dir / "drivers"),
+        timezone=env.zone("PROCTOR_TIMEZONE"),
+        end_grace_s=env.integer("PROCTOR_END_GRACE_S", 600, minimum=0),
     )
 
 
-@lru_cache(maxsize=1)
+_current: Settings | None = None
+
+
 def settings() -> Settings:
-    """Settings of this process, read once."""
-    return load_settings()
+    """This process's settings: those given to ``configure``, else the environment's, read once."""
+    global _current
+    if _current is None:
+        _current = load_settings()
+    return _current
+
+
+def configure(new: Settings) -> Settings:
+    """Make ``new`` this process's settings (the app factory does, with the settings it is given)."""
+    global _current
+    _current = new
+    return new

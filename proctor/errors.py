@@ -58,3 +58,12 @@ class UnsupportedMediaType(ProctorError):
 class InsufficientStorage(ProctorError):
     status, code = 507, "insufficient_storage"
 
+
+
+def describe(err) -> str:
+    """A pydantic ``ValidationError`` as one line naming each field (at most five), for a 400."""
+    parts = []
+    for e in err.errors(include_url=False):
+        where = ".".join(str(p) for p in e["loc"]) or "body"
+        parts.append(f"{where}: {e['msg']}")
+    return "; ".join(parts[:5])

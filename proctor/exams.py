@@ -1,14 +1,20 @@
-"""Exams: creation with an optional roster, listing, counts, ending early; update, delete,
-roster changes and overlap warnings (issue 5)."""
+"""Exams: creation with an optional roster, listing, counts, the teacher's edits, delete, roster
+changes and overlap warnings. What ending an exam does to its sessions is in ``lifecycle``; who
+sits it, for the teacher, in ``attendance``."""
 from __future__ import annotations
 
+import shutil
 from datetime import datetime
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from .db import engine, exams, roster, sessions, utcnow
+from . import presence, states, tokens
+from .clock import utcnow
+from .config import settings
+from .db import engine
 from .errors import BadRequest, Conflict, NotFound
+from .schema import exams, recordings, roster, screenshots, segments, sessions
 
 
 def exam_dict(row) -> dict:
@@ -21,12 +27,6 @@ def exam_dict(row) -> dict:
     }
 
 
-def status_for(starts_at: datetime, ends_at: datetime, now: datetime) -> str:
-    if now >= ends_at:
-        return "completed"
-    return "active" if now >= starts_at else "pending"
-
-
 def create_exam(title: str, starts_at: datetime, ends_at: datetime, students: list[dict] | None) -> dict:
     with engine().begin() as conn:
         exam_id = conn.execute(
@@ -36,7 +36,7 @@ def create_exam(title: str, starts_at: datetime, ends_at: datetime, students: li
                 ends_at=ends_at,
                 scheduled_ends_at=ends_at,
                 # Created already running or over: the status check would say the same within 30 s.
-                status=status_for(starts_at, ends_at, utcnow()),
+                status=states.exam_status_at(starts_at, ends_at, utcnow()),
                 roster_restricted=students is not None,
                 created_at=utcnow(),
             )
@@ -71,7 +71,7 @@ def exam_detail(exam_id: int) -> dict:
         by_presence = dict(
             conn.execute(
                 select(sessions.c.presence, func.count())
-                .where(sessions.c.exam_id == exam_id, sessions.c.state == "active")
+                .where(sessions.c.exam_id == exam_id, sessions.c.state == states.ACTIVE)
                 .group_by(sessions.c.presence)
             ).all()
         )
@@ -87,25 +87,7 @@ def exam_detail(exam_id: int) -> dict:
     return exam
 
 
-def end_exam(exam_id: int) -> dict:
-    """End an exam now; the status check finishes its sessions and queues their merges."""
-    from .status import complete_exam  # status depends on sessions, which depends on this module
-
-    now = utcnow()
-    with engine().begin() as conn:
-        row = get_exam_row(conn, exam_id)
-        if row.status != "completed":
-            conn.execute(
-                update(exams)
-                .where(exams.c.id == exam_id)
-                .values(status="completed", ends_at=min(row.ends_at, now))
-            )
-    complete_exam(exam_id)
-    with engine().connect() as conn:
-        return exam_dict(get_exam_row(conn, exam_id))
-
-
-# --- administration (issue 5): update, delete, roster, overlaps -------------------------------
+# --- teacher's view, delete, roster, overlaps ----------------------------------------------
 
 
 def exam_admin_dict(exam_id: int) -> dict:
@@ -117,39 +99,21 @@ def exam_admin_dict(exam_id: int) -> dict:
     return detail
 
 
-def update_exam(exam_id: int, changes: dict) -> dict:
-    """Change title, times or seat settings. Times of a completed exam stay as they were.
-
-    Before the exam starts a new end time is simply the schedule; once it has started, the
-    schedule (``scheduled_ends_at``) is kept so the legacy heartbeat tells the seats of the change.
-    """
-    from .status import complete_exam
-
-    now = utcnow()
-    with engine().begin() as conn:
-        row = get_exam_row(conn, exam_id)
-        values = _changed_values(row, changes, now)
-        if values:
-            conn.execute(update(exams).where(exams.c.id == exam_id).values(**values))
-    if values.get("status") == "completed":
-        complete_exam(exam_id)  # moved into the past: finish its sessions now, as end_exam does
-    return exam_admin_dict(exam_id)
-
-
-def _changed_values(row, changes: dict, now: datetime) -> dict:
+def changed_values(row, changes: dict, now: datetime) -> dict:
+    """The columns a teacher's edit changes; times of a completed exam stay as they were."""
     values: dict = {}
     if "title" in changes:
         values["title"] = changes["title"]
     if "settings" in changes:
         values["settings"] = {**(row.settings or {}), **changes["settings"]}
     if "starts_at" in changes or "ends_at" in changes:
-        if row.status == "completed":
+        if row.status == states.COMPLETED:
             raise Conflict(f"exam {row.id} is completed; its times can no longer change", code="exam_completed")
         starts = changes.get("starts_at") or row.starts_at
         ends = changes.get("ends_at") or row.ends_at
         if ends <= starts:
             raise BadRequest("ends_at must be after starts_at", code="invalid_body")
-        values.update(starts_at=starts, ends_at=ends, status=status_for(starts, ends, now))
+        values.update(starts_at=starts, ends_at=ends, status=states.exam_status_at(starts, ends, now))
         if now < row.starts_at:
             values["scheduled_ends_at"] = ends
     return values
@@ -157,8 +121,6 @@ def _changed_values(row, changes: dict, now: datetime) -> dict:
 
 def files_kept(exam_id: int) -> dict:
     """Recordings, segments and screenshots of the exam still in the data directory."""
-    from .db import recordings, screenshots, segments
-
     sids = select(sessions.c.id).where(sessions.c.exam_id == exam_id)
     with engine().connect() as conn:
         counts = {
@@ -197,34 +159,18 @@ def delete_exam(exam_id: int, force: bool = False) -> dict:
 
 
 def _remove_files(exam_id: int, session_ids: list[int]) -> None:
-    import shutil
-
-    from . import presence
-    from .config import settings
-    from .db import recordings
-    from .sessions import forget_cached_tokens  # sessions imports this module
-
     with engine().connect() as conn:
         paths = conn.execute(
             select(recordings.c.path).where(recordings.c.session_id.in_(session_ids), recordings.c.path.is_not(None))
         ).scalars().all()
         hashes = conn.execute(select(sessions.c.token_hash).where(sessions.c.id.in_(session_ids))).scalars().all()
-    forget_cached_tokens(hashes)
+    tokens.forget(hashes)
     for path in paths:
         (settings().data_dir / path).unlink(missing_ok=True)
     for sid in session_ids:
         presence.forget(sid)
         shutil.rmtree(settings().segments_dir / str(sid), ignore_errors=True)
         shutil.rmtree(settings().screenshots_dir / str(sid), ignore_errors=True)
-
-
-def roster_list(exam_id: int) -> list[dict]:
-    with engine().connect() as conn:
-        get_exam_row(conn, exam_id)
-        rows = conn.execute(
-            select(roster.c.student_id, roster.c.name).where(roster.c.exam_id == exam_id).order_by(roster.c.student_id)
-        ).all()
-    return [{"student_id": r.student_id, "name": r.name} for r in rows]
 
 
 def add_to_roster(exam_id: int, entries: list[dict]) -> dict:
@@ -280,7 +226,7 @@ def overlap_warnings(exam_id: int) -> list[dict]:
         .where(
             mine.c.exam_id == exam_id,
             other.c.id != exam_id,
-            other.c.status != "completed",
+            other.c.status != states.COMPLETED,
             other.c.starts_at < exams.c.ends_at,
             other.c.ends_at > exams.c.starts_at,
         )

@@ -6,11 +6,13 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
-from . import storage
+from . import states, storage
 from .config import settings
-from .db import engine, recordings, utcnow
+from .clock import utcnow
+from .db import engine
+from .schema import recordings
 
 log = logging.getLogger(__name__)
 
@@ -30,18 +32,14 @@ def expire_recordings(days: int | None = None) -> list[int]:
     with engine().connect() as conn:
         old = conn.execute(
             select(recordings.c.session_id, recordings.c.path).where(
-                recordings.c.status.in_(("merged", "partial")), recordings.c.updated_at < cutoff
+                recordings.c.status.in_(states.PLAYABLE), recordings.c.updated_at < cutoff
             )
         ).all()
     for session_id, path in old:
         if path:
             storage.discard(settings().data_dir / path)
         with engine().begin() as conn:
-            conn.execute(
-                update(recordings)
-                .where(recordings.c.session_id == session_id)
-                .values(status="expired", path=None, updated_at=utcnow())
-            )
+            states.expire(conn, session_id)
     if old:
         log.info("retention removed the recordings of sessions %s", [s for s, _ in old])
     return [s for s, _ in old]

@@ -13,11 +13,10 @@ import logging
 import uuid
 
 from . import redis_client
+from .worker import MERGE_QUEUE, MERGE_TASK, celery_app
 
 log = logging.getLogger(__name__)
 
-MERGE_TASK = "celery_tasks.merge_videos_task"
-MERGE_QUEUE = "video_merge"
 MARKER_TTL_S = 7 * 24 * 3600
 
 
@@ -26,8 +25,6 @@ def queued_marker(session_id: int) -> str:
 
 
 def enqueue_merge(session_id: int, countdown: float | None = None) -> str | None:
-    from celery_config import celery_app
-
     task_id = uuid.uuid4().hex
     try:
         redis_client.client().set(queued_marker(session_id), task_id, ex=MARKER_TTL_S)

@@ -1,7 +1,7 @@
 """The installed desktop seats' protocol, served on top of the same sessions as the token API.
 
 ``proctor.api.legacy`` is the HTTP front door (field names, multipart, the error shape); this
-module maps each call onto ``sessions.join/store_segment/finish``, ``presence.heartbeat``,
+module maps each call onto ``sessions.join/finish``, ``segments.store_segment``, ``presence.heartbeat``,
 ``screenshots.store`` and ``violations.record`` — there is no second implementation of any of them.
 
 LEGACY_GUARANTEES
@@ -17,11 +17,14 @@ else. This server therefore binds each student's session to the seat that logged
   session is still online from another address is accepted (the student may have moved seats),
   rebinds the session to the new seat, and is flagged in the login history; from then on the old
   seat is refused. A student logs in only to an exam whose roster lists them, with the name on
-  file (compared without case and extra spaces) when one is on file. Every call is rate-limited
-  per client address (``PROCTOR_LEGACY_RATE_LIMIT``, stricter ``PROCTOR_LEGACY_LOGIN_RATE_LIMIT``
-  for logins and student look-ups). Uploads are bounded in size before they are read, recordings
-  must be .mp4/.webm whose first bytes say so, images must be PNG or JPEG by their magic bytes,
-  and re-sent segments are idempotent (different bytes for a stored sequence are refused).
+  file (compared without case and extra spaces) when one is on file. Logins and student look-ups
+  are rate-limited per seat (address and student, ``PROCTOR_LEGACY_LOGIN_RATE_LIMIT``) and per
+  address (``PROCTOR_LEGACY_LOGIN_ADDRESS_RATE_LIMIT``), every call under a per-address ceiling
+  (``PROCTOR_LEGACY_RATE_LIMIT``) that a hall behind one NAT address stays far below. Uploads are
+  bounded in size before they are read, recordings must be .mp4/.webm whose first bytes say so,
+  images must be PNG or JPEG by their magic bytes, and re-sent segments are idempotent within a
+  run (different bytes for a stored sequence of the same run are refused; a restarted seat's
+  reused sequences go to its new run).
   ``/api/config`` serves only the seat settings the teacher edits, never server configuration.
   ``PROCTOR_LEGACY_API=0`` turns the whole protocol off.
 - What it cannot prevent: anyone who knows a student's id and name and reaches the server can log
@@ -36,66 +39,20 @@ else. This server therefore binds each student's session to the seat that logged
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from pathlib import Path
-from typing import BinaryIO, Literal
+from datetime import datetime
+from typing import BinaryIO
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from . import presence, screenshots, sessions, storage, students, violations
-from .db import engine, exams, legacy_seats, roster, seat_config, utcnow
-from .db import sessions as sessions_t
+from . import logins, presence, screenshots, segments, sessions, states, storage, students, violations
+from .clock import seat_time, utcnow
+from .db import engine
 from .errors import BadRequest, Conflict, Forbidden, NotFound
-
-# --- times -------------------------------------------------------------------------------------
-
-EPOCH = re.compile(r"^\d{9,13}(\.\d+)?$")
-COMPACT_FORMATS = ("%Y%m%d_%H%M%S", "%Y%m%d%H%M%S", "%Y-%m-%d_%H-%M-%S", "%Y/%m/%d %H:%M:%S")
-
-
-def server_time() -> str:
-    """``YYYY-MM-DD HH:MM:SS`` in the server's local time, as the seats expect."""
-    return datetime.now().strftime("%Y-%m-%d %H:%M:%S")
-
-
-def local_iso(moment: datetime) -> str:
-    """ISO 8601 in server local time with its offset: a seat reading it naively is still right."""
-    return moment.astimezone().isoformat(timespec="seconds")
-
-
-def parse_time(raw: str | None) -> datetime | None:
-    """A seat's timestamp, read liberally: ISO 8601 with or without an offset (none = server local
-    time), a space instead of ``T``, ``Z``, epoch seconds or milliseconds, or a compact form."""
-    if raw is None or not str(raw).strip():
-        return None
-    text = str(raw).strip()
-    if EPOCH.match(text):
-        value = float(text)
-        return datetime.fromtimestamp(value / 1000 if value > 1e11 else value, timezone.utc)
-    moment = _parse_text_time(text)
-    if moment is None:
-        raise BadRequest(f"timestamp {text[:40]!r} is not a date and time", code="invalid_timestamp")
-    if moment.tzinfo is None:
-        moment = moment.astimezone()  # naive: the server's local time
-    return moment.astimezone(timezone.utc)
-
-
-def _parse_text_time(text: str) -> datetime | None:
-    try:
-        return datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
-    except ValueError:
-        pass
-    for fmt in COMPACT_FORMATS:
-        try:
-            return datetime.strptime(text, fmt)
-        except ValueError:
-            continue
-    return None
-
+from .schema import exams, legacy_seats, roster, seat_runs
+from .schema import sessions as sessions_t
+from .seat_settings import exam_seat_settings
 
 # --- login -------------------------------------------------------------------------------------
 
@@ -109,7 +66,7 @@ def _running_exams(student_id: str) -> list:
             .join(roster, roster.c.exam_id == exams.c.id)
             .where(
                 roster.c.student_id == student_id,
-                exams.c.status != "completed",
+                exams.c.status != states.COMPLETED,
                 exams.c.starts_at <= now,
                 exams.c.ends_at > now,
             )
@@ -126,19 +83,23 @@ def login(student_id: str, student_name: str | None, client_addr: str, exam_id: 
         running = [e for e in running if e.id == exam_id]
         if not running:
             raise NotFound(f"student {student_id} is not registered for a running exam {exam_id}")
+    for exam in running:  # before anything about the exams is told: the name must match
+        _check_name(student_id, exam.roster_name, student_name)
     if len(running) > 1:
         return {
             "status": "choice_required",
             "exams": [
-                {"id": e.id, "name": e.title, "start_time": local_iso(e.starts_at), "end_time": local_iso(e.ends_at)}
+                {"id": e.id, "name": e.title, "start_time": seat_time(e.starts_at), "end_time": seat_time(e.ends_at)}
                 for e in running
             ],
             "message": "You are registered for several exams running now: choose one.",
         }
     exam = running[0]
-    _check_name(student_id, exam.roster_name, student_name)
-    joined = sessions.join(exam.id, student_id, client_addr, via="legacy")
+    # A seat logs in again after a restart (counting from 1 again: a new run) or after logging out
+    # by mistake (its session reopens while the exam runs).
+    joined = sessions.join(exam.id, student_id, client_addr, via="legacy", reopen=True)
     bind_seat(joined["session_id"], client_addr)
+    start_run(joined["session_id"], client_addr)
     return _login_answer(exam, student_id)
 
 
@@ -160,8 +121,8 @@ def _login_answer(exam, student_id: str) -> dict:
         "exam_id": exam.id,
         "student_id": student_id,
         "exam_name": exam.title,
-        "start_time": local_iso(exam.starts_at),
-        "end_time": local_iso(exam.ends_at),
+        "start_time": seat_time(exam.starts_at),
+        "end_time": seat_time(exam.ends_at),
         "default_url": seat["default_url"],
         "delay_min": seat["delay_min"],
         "disable_new_tabs": seat["disable_new_tabs"],
@@ -169,7 +130,7 @@ def _login_answer(exam, student_id: str) -> dict:
 
 
 def bind_seat(session_id: int, client_addr: str) -> None:
-    """Tie the session to this seat's address; the counting decision (seq_offset) is kept."""
+    """Tie the session to this seat's address."""
     with engine().begin() as conn:
         changed = conn.execute(
             update(legacy_seats)
@@ -185,6 +146,24 @@ def bind_seat(session_id: int, client_addr: str) -> None:
         bind_seat(session_id, client_addr)
 
 
+def start_run(session_id: int, client_addr: str) -> int:
+    """Record a login of the seat as a new run; returns its number.
+
+    The first run is 0, unless the session already holds segments of run 0 (it was joined through
+    the token API, or logged in before runs were recorded): then the seat starts at run 1.
+    """
+    try:
+        with engine().begin() as conn:
+            last = conn.execute(select(func.max(seat_runs.c.run)).where(seat_runs.c.session_id == session_id)).scalar()
+            if last is None:
+                last = 0 if segments.seq_summary(session_id)[2] else -1
+            conn.execute(insert(seat_runs).values(session_id=session_id, run=last + 1, started_at=utcnow(),
+                                                  client_addr=client_addr))
+            return last + 1
+    except IntegrityError:  # two logins of one seat at once: the other one numbered this run
+        return start_run(session_id, client_addr)
+
+
 # --- the seat behind each later call -----------------------------------------------------------
 
 
@@ -195,7 +174,6 @@ class Seat:
     student_id: str
     state: str
     client_addr: str
-    seq_offset: int | None
     ends_at: datetime
     extended: bool  # the exam's end time differs from the one first scheduled
 
@@ -205,7 +183,7 @@ def seat_for(student_id: str, exam_id: int, client_addr: str) -> Seat:
     with engine().connect() as conn:
         row = conn.execute(
             select(
-                sessions_t.c.id, sessions_t.c.state, legacy_seats.c.client_addr, legacy_seats.c.seq_offset,
+                sessions_t.c.id, sessions_t.c.state, legacy_seats.c.client_addr,
                 exams.c.ends_at, exams.c.scheduled_ends_at,
             )
             .join(exams, exams.c.id == sessions_t.c.exam_id)
@@ -217,25 +195,32 @@ def seat_for(student_id: str, exam_id: int, client_addr: str) -> Seat:
     if row.client_addr is None:
         raise Forbidden(f"student {student_id} did not log in to exam {exam_id} from a seat")
     if row.client_addr != client_addr:
-        students.record_refusal(exam_id, row.id, student_id, client_addr,
-                                f"call from {client_addr}; the seat logged in from {row.client_addr}")
+        logins.record_refusal(exam_id, row.id, student_id, client_addr,
+                              f"call from {client_addr}; the seat logged in from {row.client_addr}")
         raise Forbidden(f"student {student_id} is logged in from another seat")
-    return Seat(row.id, exam_id, student_id, row.state, row.client_addr, row.seq_offset,
-                row.ends_at, row.ends_at != row.scheduled_ends_at)
+    return Seat(row.id, exam_id, student_id, row.state, row.client_addr, row.ends_at,
+                row.ends_at != row.scheduled_ends_at)
 
 
 def heartbeat(seat: Seat) -> dict:
-    if seat.state != "active":
+    """Presence, and the end time whenever the seat must act on it: once the exam was extended or
+    shortened, and once it is over (the seat's own timer then ends the exam: it uploads its last
+    segment and logs out)."""
+    over = utcnow() >= seat.ends_at
+    if seat.state not in states.OPEN and not over:
         raise Conflict("your exam session has ended", code="session_finished")
-    presence.heartbeat(seat.session_id)
+    if seat.state in states.OPEN:
+        presence.heartbeat(seat.session_id)
     answer = {"status": "success"}
-    if seat.extended:  # extended (or shortened) since it started: the seat must learn of it
-        answer["end_time"] = local_iso(seat.ends_at)
+    if seat.extended or over:
+        answer["end_time"] = seat_time(seat.ends_at)
+    if over:
+        answer["message"] = "the exam is over"
     return answer
 
 
 def logout(seat: Seat, client_addr: str) -> dict:
-    if seat.state != "active":
+    if seat.state not in states.OPEN:
         return {"status": "success", "message": "already logged out"}
     sessions.finish(seat.session_id, None, via="legacy", client_addr=client_addr)
     return {"status": "success", "message": "logged out; the recording is being merged"}
@@ -244,36 +229,40 @@ def logout(seat: Seat, client_addr: str) -> dict:
 # --- uploads -----------------------------------------------------------------------------------
 
 
-def _seq_offset(seat: Seat, sequence: int) -> int:
-    """How this seat counts, decided once at its first upload and kept with the binding.
-
-    A seat whose first segment is 1 (and no 0 is stored) counts from 1: its segments are shifted
-    down so the merged recording starts without a gap. Anything else counts from 0.
-    """
-    if seat.seq_offset is not None:
-        return seat.seq_offset
-    offset = 1 if sequence == 1 and sessions.seq_summary(seat.session_id)[2] == 0 else 0
-    with engine().begin() as conn:
-        conn.execute(
-            update(legacy_seats)
-            .where(legacy_seats.c.session_id == seat.session_id, legacy_seats.c.seq_offset.is_(None))
-            .values(seq_offset=offset)
-        )
-        # Another upload may have decided first: its decision stands.
-        return conn.execute(
-            select(legacy_seats.c.seq_offset).where(legacy_seats.c.session_id == seat.session_id)
-        ).scalar_one()
-
-
 def store_recording(seat: Seat, sequence: int, media_type: str, captured_at: datetime | None,
                     body: BinaryIO, length: int) -> tuple[bool, dict]:
-    """Store a seat's segment; returns (created, the seat's answer), as ``sessions.store_segment``."""
-    seq = sequence - _seq_offset(seat, sequence)
-    if seq < 0 or seq > sessions.MAX_SEQ:
-        raise BadRequest(f"sequence {sequence} is out of range for this seat", code="invalid_seq")
-    upload = sessions.Upload(seq=seq, media_type=media_type, length=length, captured_at=captured_at)
-    created, info = sessions.store_segment(seat.session_id, upload, body)
-    name = Path(storage.segment_path(seat.session_id, seq, media_type)).name
+    """Store a seat's segment in the run of its current login; returns (created, the answer).
+
+    A segment whose bytes differ from those stored under its sequence in this run, captured before
+    this login, is one an earlier run of the seat had queued: it goes to that run.
+    """
+    if sequence > segments.MAX_SEQ:
+        raise BadRequest(f"sequence {sequence} is out of range", code="invalid_seq")
+    runs = segments.seat_runs_of(seat.session_id)
+    run = runs[-1].run if runs else 0
+    try:
+        return _store_in_run(seat, run, sequence, media_type, captured_at, body, length)
+    except Conflict as err:
+        earlier = _earlier_run(runs, captured_at) if err.code == "segment_conflict" else None
+        if earlier is None:
+            raise
+        body.seek(0)
+        return _store_in_run(seat, earlier, sequence, media_type, captured_at, body, length)
+
+
+def _earlier_run(runs: list, captured_at: datetime | None) -> int | None:
+    """The latest earlier run logged in before the segment was captured, if any."""
+    if captured_at is None or len(runs) < 2:
+        return None
+    candidates = [r.run for r in runs[:-1] if r.started_at <= captured_at]
+    return candidates[-1] if candidates else None
+
+
+def _store_in_run(seat: Seat, run: int, sequence: int, media_type: str, captured_at: datetime | None,
+                  body: BinaryIO, length: int) -> tuple[bool, dict]:
+    upload = segments.Upload(seq=sequence, run=run, media_type=media_type, length=length, captured_at=captured_at)
+    created, info = segments.store_segment(seat.session_id, upload, body)
+    name = storage.segment_path(seat.session_id, run, sequence, media_type).name
     return created, {"status": "success", "filename": name, "file_size": info["size"]}
 
 
@@ -289,98 +278,3 @@ def report_violation(seat: Seat, reason: str, captured_at: datetime | None,
     return violations.record(seat.session_id, reason, via="legacy", occurred_at=captured_at, screenshot_id=shot_id)
 
 
-# --- seat settings (GET /api/config) ----------------------------------------------------------
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-
-class AllowedApp(_Model):
-    exe: str = Field(min_length=1, max_length=260)
-    name: str = Field(min_length=1, max_length=200)
-
-
-class ChromeSettings(_Model):
-    disable_extensions: bool = True
-    disable_dev_tools: bool = True
-    disable_downloads: bool = True
-    disable_printing: bool = True
-    disable_new_tabs: bool = False
-
-
-class RecordingSettings(_Model):
-    enabled: bool = True
-    fps: int = Field(2, ge=1, le=60)
-    quality: int = Field(80, ge=1, le=100)
-    bitrate: int = Field(200_000, ge=10_000, le=50_000_000)
-    interval: int = Field(60, ge=5, le=3600)
-    codec: Literal["mp4", "webm"] = "mp4"
-    scale_ratio: float = Field(0.5, gt=0, le=1)
-
-
-class UploadSettings(_Model):
-    interval: int = Field(60, ge=1, le=3600)
-    max_delay: int = Field(300, ge=0, le=86_400)
-    batch_size: int = Field(1, ge=1, le=100)
-    retry_count: int = Field(3, ge=0, le=100)
-    timeout: int = Field(120, ge=1, le=3600)
-
-
-class ScreenRecording(_Model):
-    recording: RecordingSettings = RecordingSettings()
-    upload: UploadSettings = UploadSettings()
-
-
-class SeatConfig(_Model):
-    """What a seat is told by ``/api/config``. Only these keys exist: nothing else can leak."""
-
-    allowed_apps: list[AllowedApp] = Field(default_factory=list, max_length=1000)
-    allowed_executables: list[str] = Field(default_factory=list, max_length=1000)
-    allowed_urls: list[str] = Field(default_factory=list, max_length=1000)
-    allowed_url_patterns: list[str] = Field(default_factory=list, max_length=1000)
-    default_url: str = Field("about:blank", max_length=2000)
-    exam_time_limit: int = Field(120, ge=0, le=24 * 60)
-    chrome_settings: ChromeSettings = ChromeSettings()
-    enable_server_reporting: bool = True
-    screenshot_on_violation: bool = True
-    enable_screen_recording: bool = True
-    enable_screenshot_upload: bool = True
-    screen_recording: ScreenRecording = ScreenRecording()
-
-    @field_validator("allowed_url_patterns")
-    @classmethod
-    def _regexes_compile(cls, patterns: list[str]) -> list[str]:
-        for pattern in patterns:
-            try:
-                re.compile(pattern)
-            except re.error as err:
-                raise ValueError(f"{pattern!r} is not a regular expression: {err}") from None
-        return patterns
-
-
-def seat_configuration() -> dict:
-    """The teacher's seat settings, or the defaults until they are first saved."""
-    with engine().connect() as conn:
-        stored = conn.execute(select(seat_config.c.config).where(seat_config.c.id == 1)).scalar()
-    # Re-validated on the way out so a setting added later gets its default.
-    return SeatConfig.model_validate(stored or {}).model_dump()
-
-
-def save_seat_configuration(new: SeatConfig) -> dict:
-    config = new.model_dump()
-    with engine().begin() as conn:
-        if not conn.execute(update(seat_config).where(seat_config.c.id == 1).values(config=config, updated_at=utcnow())).rowcount:
-            conn.execute(insert(seat_config).values(id=1, config=config, updated_at=utcnow()))
-    return config
-
-
-def exam_seat_settings(exam) -> dict:
-    """The per-exam settings the login answer carries, falling back to the seat settings."""
-    config = seat_configuration()
-    own = exam.settings or {}
-    return {
-        "default_url": own.get("default_url") or config["default_url"],
-        "delay_min": own.get("delay_min", 0),
-        "disable_new_tabs": own.get("disable_new_tabs", config["chrome_settings"]["disable_new_tabs"]),
-    }

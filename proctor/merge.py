@@ -7,11 +7,16 @@ consistent, and makes repeated or concurrent deliveries harmless:
 - a per-session lease (a Redis lock renewed while the merge runs) means two merges of one session
   never run at once, and a merge whose worker died frees the session within seconds;
 - a finished state (merged/partial) makes a second delivery a no-op;
-- an attempt counter in the database stops a merge that keeps killing its worker (poison loop).
+- an attempt counter in the database stops a merge that keeps killing its worker (poison loop);
+- a transient failure is retried with exponential backoff and jitter, up to the same limit.
+
+The whole retry policy (attempt limit, backoff, poison limit) lives here; the Celery task only
+applies the delay this module returns.
 """
 from __future__ import annotations
 
 import logging
+import random
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -19,15 +24,16 @@ from typing import Callable
 
 from sqlalchemy import select, update
 
-from . import jobs, locks, media, storage
+from . import jobs, locks, media, segments, states, storage
+from .clock import utcnow
 from .config import settings
-from .db import engine, recordings, segments, sessions, utcnow
+from .db import engine
+from .schema import recordings, sessions
+from .schema import segments as segments_t
 
 log = logging.getLogger(__name__)
 
 LEASE_TTL_S = 30
-DONE = ("merged", "partial")
-MERGEABLE = ("finished", "merging")
 PROGRESS_EVERY_S = 2.0
 
 
@@ -70,41 +76,81 @@ def _merge_locked(session_id: int, on_progress, task_id: str | None) -> Outcome:
     session = _session(session_id)
     if session is None:
         return Outcome(session_id, "skipped", "session does not exist")
-    if session.state in DONE:
+    if session.state in states.DONE:
         return Outcome(session_id, "skipped", f"already {session.state}")
-    if session.state not in MERGEABLE:
+    if session.state not in states.MERGEABLE:
         return Outcome(session_id, "skipped", f"session is {session.state}")
-    rows = _segment_rows(session_id)
-    gaps = _gaps(rows, session.last_seq)
+    runs = segments.seat_runs_of(session_id)
+    gaps = _gaps(session_id, session.last_seq, runs)
     wait = _grace_left(session, gaps)
     if wait > 0:
-        jobs.enqueue_merge(session_id, countdown=min(wait, 30))
-        return Outcome(session_id, "waiting", f"missing seqs {gaps[:20]}; grace {wait:.0f}s left")
+        next_task = jobs.enqueue_merge(session_id, countdown=min(wait, 30))
+        with engine().begin() as conn:
+            states.wait(conn, session_id, gaps, utcnow() + timedelta(seconds=wait), next_task)
+        return Outcome(session_id, states.WAITING, f"missing seqs {gaps[:20]}; grace {wait:.0f}s left")
     attempts = _start_attempt(session_id, task_id)
     if attempts > settings().merge_max_attempts:
         fail(session_id, f"gave up after {attempts - 1} attempts")
-        return Outcome(session_id, "failed", "too many attempts")
-    if not rows:
+        return Outcome(session_id, states.FAILED, "too many attempts")
+    inputs = _inputs(session_id)
+    if not inputs:
         fail(session_id, "no segments were uploaded")
-        return Outcome(session_id, "failed", "no segments")
-    return _run_merge(session_id, rows, gaps, on_progress)
+        return Outcome(session_id, states.FAILED, "no segments")
+    return _run_merge(session_id, inputs, gaps, runs, on_progress)
 
 
-def _run_merge(session_id: int, rows, gaps: list[int], on_progress) -> Outcome:
-    inputs = [
-        media.Segment(seq=r.seq, path=storage.segment_path(session_id, r.seq, r.media_type), captured_at=r.captured_at)
-        for r in rows
-    ]
-    missing_files = [s.seq for s in inputs if not s.path.is_file()]
-    inputs = [s for s in inputs if s.path.is_file()]
+@dataclass(frozen=True)
+class _Input:
+    """One file of the merge: a segment (its run and seq) or the recording of an earlier merge."""
+
+    run: int | None
+    seq: int | None
+    segment: media.Segment
+
+    @property
+    def label(self) -> int | str:
+        return "earlier recording" if self.run is None else segments.label(self.run, self.seq)
+
+
+def _order_key(run: int, seq: int) -> int:
+    # The engine orders by one integer: runs in login order, seqs within a run.
+    return run * (segments.MAX_SEQ + 1) + seq
+
+
+def _inputs(session_id: int) -> list[_Input]:
+    """The segments not yet in a recording, in capture order, after the earlier recording when an
+    earlier merge consumed segments (the seat logged in again, or a segment came late)."""
+    with engine().connect() as conn:
+        rows = conn.execute(
+            select(segments_t).where(segments_t.c.session_id == session_id, segments_t.c.deleted_at.is_(None))
+            .order_by(segments_t.c.run, segments_t.c.seq)
+        ).all()
+        consumed = conn.execute(
+            select(segments_t.c.id).where(segments_t.c.session_id == session_id, segments_t.c.deleted_at.is_not(None))
+            .limit(1)
+        ).first()
+        earlier = conn.execute(select(recordings.c.path).where(recordings.c.session_id == session_id)).scalar()
+    inputs = []
+    if consumed is not None and earlier:
+        inputs.append(_Input(None, None, media.Segment(seq=-1, path=settings().data_dir / earlier)))
+    for r in rows:
+        path = storage.segment_path(session_id, r.run, r.seq, r.media_type)
+        inputs.append(_Input(r.run, r.seq, media.Segment(seq=_order_key(r.run, r.seq), path=path,
+                                                       captured_at=r.captured_at)))
+    return inputs
+
+
+def _run_merge(session_id: int, inputs: list[_Input], gaps: list, runs: list, on_progress) -> Outcome:
+    missing_files = [i.label for i in inputs if not i.segment.path.is_file()]
+    inputs = [i for i in inputs if i.segment.path.is_file()]
     if not inputs:
         fail(session_id, f"segment files are missing on disk: {missing_files[:20]}")
-        return Outcome(session_id, "failed", "segment files missing")
+        return Outcome(session_id, states.FAILED, "segment files missing")
     output = storage.recording_base(session_id).with_suffix(".mp4")
     _remove_leftovers_of_dead_merges(output)
     try:
         report = media.merge_segments(
-            inputs,
+            [i.segment for i in inputs],
             output,
             ffmpeg=settings().ffmpeg,
             ffprobe=settings().ffprobe,
@@ -114,12 +160,33 @@ def _run_merge(session_id: int, rows, gaps: list[int], on_progress) -> Outcome:
         raise Transient(str(err)) from err
     except media.MediaError as err:
         fail(session_id, str(err))
-        return Outcome(session_id, "failed", str(err))
+        return Outcome(session_id, states.FAILED, str(err))
     except OSError as err:
         raise Transient(f"{type(err).__name__}: {err}") from err
-    status = _record_success(session_id, report, gaps, missing_files)
-    _delete_merged_segments(session_id, inputs, report)
+    by_key = {i.segment.seq: i for i in inputs}
+    status = _record_success(session_id, report, by_key, gaps, missing_files, runs)
+    _delete_merged_segments(session_id, [by_key[k] for k in report.segments_used])
+    if inputs[0].run is None and inputs[0].segment.path != report.output:
+        storage.discard(inputs[0].segment.path)  # the earlier recording, in another container
+    _merge_again_if_more_came(session_id, inputs)
     return Outcome(session_id, status, f"{len(report.segments_used)} segments, {report.duration:.1f}s")
+
+
+def _merge_again_if_more_came(session_id: int, inputs: list[_Input]) -> None:
+    """A segment stored while this merge ran is not in the recording: merge once more."""
+    merged_ids = {(i.run, i.seq) for i in inputs}
+    with engine().connect() as conn:
+        rows = conn.execute(
+            select(segments_t.c.run, segments_t.c.seq)
+            .where(segments_t.c.session_id == session_id, segments_t.c.deleted_at.is_(None))
+        ).all()
+    newer = [segments.label(r.run, r.seq) for r in rows if (r.run, r.seq) not in merged_ids]
+    if not newer:
+        return
+    with engine().begin() as conn:
+        again = states.merge_again(conn, session_id, f"segments {newer[:10]} arrived during the merge")
+    if again:
+        jobs.enqueue_merge(session_id)
 
 
 def _remove_leftovers_of_dead_merges(output) -> None:
@@ -134,21 +201,30 @@ def _session(session_id: int):
         return conn.execute(select(sessions).where(sessions.c.id == session_id)).first()
 
 
-def _segment_rows(session_id: int):
+def _gaps(session_id: int, last_seq: int | None, runs: list) -> list:
+    """Seqs missing inside each run (segments an earlier merge consumed count as present).
+
+    A token-API session counts from 0 up to its ``last_seq``; a seat run from 0 or 1 (whichever
+    it used) up to the highest seq it sent.
+    """
     with engine().connect() as conn:
         rows = conn.execute(
-            select(segments)
-            .where(segments.c.session_id == session_id, segments.c.deleted_at.is_(None))
-            .order_by(segments.c.seq)
+            select(segments_t.c.run, segments_t.c.seq).where(segments_t.c.session_id == session_id)
         ).all()
-    return rows
-
-
-def _gaps(rows, last_seq: int | None) -> list[int]:
-    if last_seq is None:
-        return []
-    present = {r.seq for r in rows}
-    return [s for s in range(last_seq + 1) if s not in present]
+    by_run: dict[int, set[int]] = {}
+    for r in rows:
+        by_run.setdefault(r.run, set()).add(r.seq)
+    seat = bool(runs)
+    if not seat and last_seq is not None:
+        by_run.setdefault(0, set())
+    gaps: list = []
+    for run, seqs in sorted(by_run.items()):
+        last = max(seqs, default=-1)
+        if not seat and run == 0 and last_seq is not None:
+            last = max(last, last_seq)
+        first = segments.first_expected(seqs, from_one=seat)
+        gaps += [segments.label(run, s) for s in range(first, last + 1) if s not in seqs]
+    return gaps
 
 
 def _grace_left(session, gaps: list[int]) -> float:
@@ -159,24 +235,8 @@ def _grace_left(session, gaps: list[int]) -> float:
 
 
 def _start_attempt(session_id: int, task_id: str | None) -> int:
-    now = utcnow()
     with engine().begin() as conn:
-        conn.execute(
-            update(recordings)
-            .where(recordings.c.session_id == session_id)
-            .values(
-                status="merging",
-                attempts=recordings.c.attempts + 1,
-                started_at=now,
-                progress=0.0,
-                task_id=task_id,
-                updated_at=now,
-            )
-        )
-        conn.execute(update(sessions).where(sessions.c.id == session_id).values(state="merging"))
-        return conn.execute(
-            select(recordings.c.attempts).where(recordings.c.session_id == session_id)
-        ).scalar_one()
+        return states.start_attempt(conn, session_id, task_id)
 
 
 def _progress_writer(session_id: int, on_progress) -> Callable[[float], None]:
@@ -190,11 +250,7 @@ def _progress_writer(session_id: int, on_progress) -> Callable[[float], None]:
             return
         last[0] = now
         with engine().begin() as conn:
-            conn.execute(
-                update(recordings)
-                .where(recordings.c.session_id == session_id)
-                .values(progress=round(fraction, 3), updated_at=utcnow())
-            )
+            states.record_progress(conn, session_id, fraction)
 
     return write
 
@@ -208,57 +264,74 @@ def _report_for_api(report: media.MergeReport) -> dict:
     return details
 
 
-def _record_success(session_id: int, report: media.MergeReport, gaps, missing_files) -> str:
+def _record_success(session_id: int, report: media.MergeReport, by_key: dict, gaps, missing_files,
+                    runs: list) -> str:
+    used = [by_key[k] for k in report.segments_used]
     skipped = [s["seq"] for s in report.skipped]
-    status = "partial" if (gaps or skipped or missing_files) else "merged"
     details = _report_for_api(report)
+    details["segments_used"] = [i.label for i in used]
+    details["skipped"] = [{**item, "seq": by_key[item["seq"]].label} for item in details["skipped"]]
     details["missing_files"] = missing_files
+    if runs:
+        details["runs"] = _run_markers(runs, used)
+    recording = {
+        "path": str(report.output.relative_to(settings().data_dir)),
+        "size": report.size,
+        "duration": report.duration,
+        "sha256": report.sha256,
+        "gaps": gaps,
+        "report": details,
+    }
     with engine().begin() as conn:
-        conn.execute(
-            update(recordings)
-            .where(recordings.c.session_id == session_id)
-            .values(
-                status=status,
-                path=str(report.output.relative_to(settings().data_dir)),
-                size=report.size,
-                duration=report.duration,
-                sha256=report.sha256,
-                gaps=gaps,
-                report=details,
-                progress=1.0,
-                error=None,
-                updated_at=utcnow(),
-            )
-        )
-        conn.execute(update(sessions).where(sessions.c.id == session_id).values(state=status))
+        status = states.merged(conn, session_id, complete=not (gaps or skipped or missing_files), recording=recording)
     log.info("session %s %s: %s", session_id, status, report.output)
     return status
 
 
-def _delete_merged_segments(session_id: int, inputs, report: media.MergeReport) -> None:
-    """Only after the verified recording is recorded: remove the inputs that went into it."""
-    used = set(report.segments_used)
+def _run_markers(runs: list, used: list[_Input]) -> list[dict]:
+    """Where each run (a login of the seat: a restart) begins in the merged recording."""
+    markers = []
+    for run in runs:
+        index = next((n for n, i in enumerate(used) if i.run == run.run), None)
+        markers.append({"run": run.run, "logged_in_at": run.started_at.isoformat(), "starts_at_segment": index})
+    return markers
+
+
+def _delete_merged_segments(session_id: int, used: list[_Input]) -> None:
+    """Only after the verified recording is recorded: remove the segments that went into it."""
+    merged = [i for i in used if i.run is not None]
+    now = utcnow()
     with engine().begin() as conn:
-        conn.execute(
-            update(segments)
-            .where(segments.c.session_id == session_id, segments.c.seq.in_(used))
-            .values(deleted_at=utcnow())
-        )
-    for seg in inputs:
-        if seg.seq in used:
-            storage.discard(seg.path)
+        for run in {i.run for i in merged}:
+            conn.execute(
+                update(segments_t)
+                .where(segments_t.c.session_id == session_id, segments_t.c.run == run,
+                       segments_t.c.seq.in_([i.seq for i in merged if i.run == run]))
+                .values(deleted_at=now)
+            )
+    for item in merged:
+        storage.discard(item.segment.path)
 
 
 def fail(session_id: int, error: str) -> None:
     """Give up on a merge: the segments stay, the teacher can queue it again."""
     with engine().begin() as conn:
-        conn.execute(
-            update(recordings)
-            .where(recordings.c.session_id == session_id)
-            .values(status="failed", error=error[:2000], updated_at=utcnow())
-        )
-        conn.execute(update(sessions).where(sessions.c.id == session_id).values(state="failed"))
+        states.fail(conn, session_id, error)
     log.warning("merge of session %s failed: %s", session_id, error)
+
+
+def retry_delay(session_id: int, err: Exception) -> float | None:
+    """After a transient failure: seconds until the next attempt, or None when the attempts are
+    spent (the merge is then failed here, its segments kept).
+
+    Exponential backoff with jitter so retries of many sessions do not arrive together.
+    """
+    made = attempts(session_id)
+    if made >= settings().merge_max_attempts:
+        fail(session_id, f"{err} (after {made} attempts)")
+        return None
+    base = settings().merge_retry_base_s
+    return (2**made) * base + random.uniform(0, base)
 
 
 def reconcile(stale_after_s: float = 60) -> dict:
@@ -272,19 +345,14 @@ def reconcile(stale_after_s: float = 60) -> dict:
         candidates = conn.execute(
             select(sessions.c.id)
             .join(recordings, recordings.c.session_id == sessions.c.id)
-            .where(sessions.c.state.in_(MERGEABLE), recordings.c.updated_at < cutoff)
+            .where(sessions.c.state.in_(states.MERGEABLE), recordings.c.updated_at < cutoff)
         ).scalars().all()
     requeued = []
     for sid in candidates:
         if jobs.is_queued(sid) or locks.is_held(lease_name(sid)):
             continue
         with engine().begin() as conn:
-            conn.execute(update(sessions).where(sessions.c.id == sid).values(state="finished"))
-            conn.execute(
-                update(recordings)
-                .where(recordings.c.session_id == sid)
-                .values(status="queued", updated_at=utcnow())
-            )
+            states.requeue(conn, sid, fresh_attempts=False)
         jobs.enqueue_merge(sid)
         requeued.append(sid)
     if requeued:

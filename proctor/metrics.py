@@ -1,7 +1,8 @@
 """Prometheus metrics (``GET /metrics``).
 
-Counters and histograms are observed where things happen (requests in the web app, merges in the
-merge worker). With several Gunicorn workers and Celery processes, prometheus_client's
+Counters and histograms are observed where things happen (requests in the web app through
+``proctor.api.metrics``, merges in the merge worker); this module imports nothing of Flask, so the
+worker never loads it. With several Gunicorn workers and Celery processes, prometheus_client's
 multiprocess mode aggregates them: every process gets the same PROMETHEUS_MULTIPROC_DIR (the start
 scripts and systemd units set it). Figures that live in Redis or the database (queue depth, the
 last status check, sessions by state) are read at scrape time by a collector instead.
@@ -9,9 +10,7 @@ last status check, sessions by state) are read at scrape time by a collector ins
 from __future__ import annotations
 
 import os
-import time
 
-from flask import Flask, Response, g, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -21,6 +20,8 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
+
+from . import runs, stats
 
 REQUESTS = Counter("proctor_http_requests_total", "HTTP requests", ["method", "endpoint", "status"])
 LATENCY = Histogram(
@@ -41,8 +42,6 @@ class _LiveFigures:
     whichever host merged them) and the last status check."""
 
     def collect(self):
-        from . import stats
-
         recordings = GaugeMetricFamily("proctor_recordings", "Recordings by status", labels=["status"])
         for status, count in stats.recordings_by_status().items():
             recordings.add_metric([status], count)
@@ -52,7 +51,7 @@ class _LiveFigures:
         for queue, length in stats.queue_backlog().items():
             depth.add_metric([queue], length)
         yield depth
-        last = stats.status_last_run() or {}
+        last = runs.last_status_check() or {}
         yield GaugeMetricFamily(
             "proctor_status_check_duration_seconds", "Duration of the last status check",
             value=float(last.get("duration_s") or 0),
@@ -70,23 +69,8 @@ def registry() -> CollectorRegistry:
     return reg
 
 
-def install(app: Flask) -> None:
-    @app.before_request
-    def _start_timer():
-        g.started = time.perf_counter()
-
-    @app.after_request
-    def _observe(response):
-        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
-        REQUESTS.labels(request.method, endpoint, str(response.status_code)).inc()
-        if "started" in g:
-            LATENCY.labels(endpoint).observe(time.perf_counter() - g.started)
-        return response
-
-    @app.get("/metrics")
-    def metrics():
-        body = generate_latest(registry())
-        live = CollectorRegistry()
-        live.register(_LiveFigures())
-        body += generate_latest(live)
-        return Response(body, mimetype=CONTENT_TYPE_LATEST)
+def exposition() -> tuple[bytes, str]:
+    """The text a scrape gets, and its content type."""
+    live = CollectorRegistry()
+    live.register(_LiveFigures())
+    return generate_latest(registry()) + generate_latest(live), CONTENT_TYPE_LATEST

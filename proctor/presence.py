@@ -13,8 +13,10 @@ from datetime import datetime, timezone
 
 from sqlalchemy import bindparam, select, update
 
-from . import redis_client
-from .db import engine, presence_events, sessions, utcnow
+from . import redis_client, states
+from .clock import utcnow
+from .db import engine
+from .schema import presence_events, sessions
 
 # Only sessions whose heartbeat is still older than the cutoff move, atomically, so a heartbeat
 # arriving during the sweep is never lost.
@@ -169,7 +171,7 @@ def reseed_if_lost() -> int:
     with engine().connect() as conn:
         rows = conn.execute(
             select(sessions.c.id, sessions.c.presence, sessions.c.last_heartbeat_at, sessions.c.joined_at)
-            .where(sessions.c.state == "active")
+            .where(sessions.c.state == states.ACTIVE)
         ).all()
     pipe = r.pipeline()
     for sid, presence, last_hb, joined in rows:

@@ -1,71 +1,51 @@
-"""A student's session: joining, tokens, segment uploads, finishing, and what the API shows of it.
+"""A student's session: joining, finishing, and what the API shows of it.
 
 Both front doors (the token API and the legacy seat protocol) call these functions; nothing here
-knows about HTTP beyond the status each error carries.
+knows about HTTP beyond the status each error carries. Tokens are in ``tokens``, segments in
+``segments``, and every change of state goes through ``states``.
 """
 from __future__ import annotations
 
-import hashlib
-import secrets
-from dataclasses import dataclass
-from types import SimpleNamespace
 from datetime import datetime
-from typing import BinaryIO
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import case, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from . import jobs, locks, presence, redis_client, storage, students
+from . import jobs, logins, presence, states, tokens
+from . import segments as segments_of
+from .clock import utcnow
 from .config import settings
-from .db import engine, recordings, roster, segments, sessions, utcnow
-from .errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
+from .db import engine
+from .errors import Conflict, Forbidden, NotFound
 from .exams import get_exam_row
+from .schema import recordings, roster, segments, sessions
+from .segments import seq_summary
 
-MAX_SEQ = 999_999
-UPLOADABLE = ("active", "finished")
-TOKEN_CACHE_TTL_S = 24 * 3600
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+# --- joining ---------------------------------------------------------------------------------
 
 
-def _token_key(token_hash: str) -> str:
-    return redis_client.key("token", token_hash)
-
-
-def forget_cached_tokens(token_hashes: list[str]) -> None:
-    """Drop tokens from the cache so sessions deleted from the database stop authenticating."""
-    if token_hashes:
-        redis_client.client().delete(*[_token_key(h) for h in token_hashes])
-
-
-# --- joining and tokens ---------------------------------------------------------------------
-
-
-def join(exam_id: int, student_id: str, client_addr: str | None = None, *, via: str = "token") -> dict:
+def join(exam_id: int, student_id: str, client_addr: str | None = None, *, via: str = "token",
+         reopen: bool = False) -> dict:
     """Create the student's session, or resume it with a fresh token (the old one is revoked).
 
-    Every join is written to the login history (``via`` names the front door).
+    ``reopen``: a session that already finished is opened again (a desktop seat logging in again
+    after a logout by mistake); otherwise joining it is refused. Every join is written to the
+    login history (``via`` names the front door).
     """
-    token = secrets.token_urlsafe(32)
-    token_hash = hash_token(token)
+    token, token_hash = tokens.new_token()
     with engine().begin() as conn:
         exam = get_exam_row(conn, exam_id)
-        if exam.status == "completed":
+        if exam.status == states.COMPLETED:
             raise Conflict(f"exam {exam_id} is completed", code="exam_completed")
         if exam.roster_restricted and not conn.execute(
             select(roster.c.id).where(roster.c.exam_id == exam_id, roster.c.student_id == student_id)
         ).first():
             raise Forbidden(f"student {student_id} is not on the roster of exam {exam_id}", code="not_on_roster")
-    sid, old_hash, previous_addr = _create_or_resume(exam_id, student_id, token_hash, client_addr)
-    r = redis_client.client()
-    if old_hash:
-        r.delete(_token_key(old_hash))
-    r.set(_token_key(token_hash), sid, ex=TOKEN_CACHE_TTL_S)
+    sid, old_hash, previous_addr = _create_or_resume(exam_id, student_id, token_hash, client_addr, reopen)
+    tokens.remember(token_hash, sid, replaces=old_hash)
     last_seen = presence.last_seen([sid]).get(sid) if old_hash else None  # before track() resets it
     presence.track(sid)
-    students.record_login(
+    logins.record_login(
         exam_id, sid, student_id, resumed=old_hash is not None, via=via,
         client_addr=client_addr, previous_addr=previous_addr, last_seen=last_seen,
     )
@@ -78,7 +58,7 @@ def join(exam_id: int, student_id: str, client_addr: str | None = None, *, via: 
     }
 
 
-def _create_or_resume(exam_id: int, student_id: str, token_hash: str, client_addr: str | None):
+def _create_or_resume(exam_id: int, student_id: str, token_hash: str, client_addr: str | None, reopen: bool):
     now = utcnow()
     try:
         with engine().begin() as conn:
@@ -87,7 +67,7 @@ def _create_or_resume(exam_id: int, student_id: str, token_hash: str, client_add
                     exam_id=exam_id,
                     student_id=student_id,
                     token_hash=token_hash,
-                    state="active",
+                    state=states.ACTIVE,
                     presence="online",
                     joined_at=now,
                     client_addr=client_addr,
@@ -103,7 +83,7 @@ def _create_or_resume(exam_id: int, student_id: str, token_hash: str, client_add
                 sessions.c.exam_id == exam_id, sessions.c.student_id == student_id
             )
         ).one()
-        if row.state != "active":
+        if row.state not in states.OPEN and not (reopen and states.reopen(conn, row.id)):
             raise Conflict(f"session {row.id} is already {row.state}", code="session_finished")
         conn.execute(
             update(sessions)
@@ -114,133 +94,6 @@ def _create_or_resume(exam_id: int, student_id: str, token_hash: str, client_add
     return row.id, row.token_hash, row.client_addr
 
 
-def session_for_token(token: str) -> int:
-    token_hash = hash_token(token)
-    r = redis_client.client()
-    cached = r.get(_token_key(token_hash))
-    if cached:
-        return int(cached)
-    with engine().connect() as conn:
-        sid = conn.execute(select(sessions.c.id).where(sessions.c.token_hash == token_hash)).scalar()
-    if sid is None:
-        raise Unauthorized("invalid or revoked session token")
-    r.set(_token_key(token_hash), sid, ex=TOKEN_CACHE_TTL_S)
-    return sid
-
-
-# --- segments -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Upload:
-    seq: int
-    media_type: str
-    length: int
-    sha256: str | None = None
-    captured_at: datetime | None = None
-
-
-def store_segment(session_id: int, upload: Upload, body: BinaryIO) -> tuple[bool, dict]:
-    """Store one segment; returns (created, segment info). Same bytes again is not an error."""
-    row = _session_row(session_id)
-    existing = _segment_row(session_id, upload.seq)
-    if existing is None:
-        _check_accepts_uploads(row, upload.seq)
-    final = storage.segment_path(session_id, upload.seq, upload.media_type)
-    staged = storage.stage_stream(body, final.parent, upload.length)
-    try:
-        if upload.sha256 and staged.sha256 != upload.sha256:
-            raise _bad_checksum(upload.sha256, staged.sha256)
-        if existing is not None:
-            return False, _same_or_conflict(existing, staged.sha256)
-        return _publish_segment(session_id, upload, staged, final)
-    finally:
-        storage.discard(staged.path)
-
-
-def _bad_checksum(claimed: str, actual: str) -> BadRequest:
-    return BadRequest(
-        f"X-Content-SHA256 {claimed} does not match the body's SHA-256 {actual}; nothing stored",
-        code="checksum_mismatch",
-    )
-
-
-def _check_accepts_uploads(row, seq: int) -> None:
-    if row.state not in UPLOADABLE:
-        raise Conflict(f"session {row.id} is already {row.state}", code="session_closed")
-    if row.state == "finished" and row.last_seq is not None and seq > row.last_seq:
-        raise Conflict(
-            f"session {row.id} finished at seq {row.last_seq}; seq {seq} is beyond it",
-            code="beyond_last_seq",
-        )
-
-
-def _publish_segment(session_id, upload: Upload, staged: storage.StagedFile, final) -> tuple[bool, dict]:
-    """Put the file in place, then record it, as the only upload of this seq doing so.
-
-    Without the lock, a second upload of the same seq could take the first one's fresh file for
-    the leftover of a crash (a file without a row) and replace it under the first one's row.
-    """
-    with locks.held(f"segment:{session_id}:{upload.seq}", 60) as taken:
-        if not taken:
-            raise Conflict(f"seq {upload.seq} is being stored by another upload; retry", code="upload_in_progress")
-        existing = _segment_row(session_id, upload.seq)
-        if existing is not None:
-            return False, _same_or_conflict(existing, staged.sha256)
-        if not storage.publish(staged, final):
-            storage.replace(staged, final)  # no row: what a crash between link and insert left
-        values = {
-            "session_id": session_id,
-            "seq": upload.seq,
-            "captured_at": upload.captured_at,
-            "size": staged.size,
-            "sha256": staged.sha256,
-            "media_type": upload.media_type,
-            "received_at": utcnow(),
-        }
-        with engine().begin() as conn:
-            conn.execute(insert(segments).values(**values))
-    return True, segment_dict(SimpleNamespace(**values))
-
-
-def _same_or_conflict(existing, sha256: str) -> dict:
-    if existing.sha256 != sha256:
-        raise Conflict(
-            f"seq {existing.seq} is already stored with different content (sha256 {existing.sha256})",
-            code="segment_conflict",
-        )
-    return segment_dict(existing)
-
-
-def segment_dict(row) -> dict:
-    return {
-        "seq": row.seq,
-        "size": row.size,
-        "sha256": row.sha256,
-        "media_type": row.media_type,
-        "captured_at": row.captured_at.isoformat() if row.captured_at else None,
-        "received_at": row.received_at.isoformat(),
-    }
-
-
-def _segment_row(session_id: int, seq: int):
-    with engine().connect() as conn:
-        return conn.execute(
-            select(segments).where(segments.c.session_id == session_id, segments.c.seq == seq)
-        ).first()
-
-
-def seq_summary(session_id: int) -> tuple[int, list[int], int]:
-    """(next_seq, missing seqs below it, number stored) of a session."""
-    with engine().connect() as conn:
-        seqs = conn.execute(
-            select(segments.c.seq).where(segments.c.session_id == session_id).order_by(segments.c.seq)
-        ).scalars().all()
-    if not seqs:
-        return 0, [], 0
-    present = set(seqs)
-    return seqs[-1] + 1, [s for s in range(seqs[-1]) if s not in present], len(seqs)
-
 
 # --- finishing ------------------------------------------------------------------------------
 
@@ -250,12 +103,12 @@ def finish(session_id: int, last_seq: int | None, *, via: str = "token", client_
 
     The finish that ends the session is written to the login history as a logout.
     """
-    row = _session_row(session_id)
+    row = session_row(session_id)
     next_seq = seq_summary(session_id)[0]
     if last_seq is None:
         last_seq = next_seq - 1 if next_seq else None
-    if row.state != "active":
-        if row.state == "finished" and row.last_seq == last_seq:
+    if row.state not in states.OPEN:
+        if row.state == states.FINISHED and row.last_seq == last_seq:
             return session_view(session_id)
         raise Conflict(f"session {session_id} is already {row.state}", code="session_finished")
     if last_seq is not None and last_seq < next_seq - 1:
@@ -264,39 +117,30 @@ def finish(session_id: int, last_seq: int | None, *, via: str = "token", client_
             code="last_seq_too_low",
         )
     if mark_finished(session_id, last_seq):
-        students.record_event(row.exam_id, session_id, row.student_id, "logout", via, client_addr)
+        logins.record_event(row.exam_id, session_id, row.student_id, "logout", via, client_addr)
     return session_view(session_id)
 
 
 def mark_finished(session_id: int, last_seq: int | None) -> bool:
-    """Move an active session to finished and queue its merge; False if it was not active."""
-    values = {"state": "finished", "finished_at": utcnow(), "last_seq": last_seq}
+    """Move an open session to finished and queue its merge; False if it was not open."""
+    extra = {}
     # Tracking stops here, so the last heartbeat must not wait for the next batch flush.
     last_beat = presence.last_seen([session_id]).get(session_id)
     if last_beat is not None:
-        values["last_heartbeat_at"] = last_beat
+        extra["last_heartbeat_at"] = last_beat
     with engine().begin() as conn:
-        changed = conn.execute(
-            update(sessions)
-            .where(sessions.c.id == session_id, sessions.c.state == "active")
-            .values(**values)
-        ).rowcount
-        if changed:
-            conn.execute(
-                insert(recordings).values(
-                    session_id=session_id, status="queued", attempts=0, updated_at=utcnow()
-                )
-            )
+        changed = states.finish(conn, session_id, last_seq, extra)
     if changed:
         presence.forget(session_id)
+        presence.record_change([session_id], "offline")  # a finished student is no longer online
         jobs.enqueue_merge(session_id)
-    return bool(changed)
+    return changed
 
 
 # --- reading --------------------------------------------------------------------------------
 
 
-def _session_row(session_id: int):
+def session_row(session_id: int):
     with engine().connect() as conn:
         row = conn.execute(select(sessions).where(sessions.c.id == session_id)).first()
     if row is None:
@@ -307,7 +151,7 @@ def _session_row(session_id: int):
 def recording_dict(row) -> dict | None:
     if row is None:
         return None
-    return {
+    view = {
         "status": row.status,
         "size": row.size,
         "duration": row.duration,
@@ -318,8 +162,16 @@ def recording_dict(row) -> dict | None:
         "progress": row.progress,
         "task_id": row.task_id,
         "report": row.report,
+        "merges": row.merges,
+        "note": row.note,
         "updated_at": row.updated_at.isoformat() if row.updated_at else None,
     }
+    if row.status == states.WAITING and row.report:
+        merge_at = datetime.fromisoformat(row.report["merge_at"])
+        view["missing"] = row.report["missing"]
+        view["merge_at"] = row.report["merge_at"]
+        view["seconds_left"] = max(0, round((merge_at - utcnow()).total_seconds()))
+    return view
 
 
 def recording_row(session_id: int):
@@ -328,10 +180,12 @@ def recording_row(session_id: int):
 
 
 def session_view(session_id: int) -> dict:
-    row = _session_row(session_id)
-    next_seq, missing, count = seq_summary(session_id)
+    """The session as the API shows it; ``next_seq`` and ``missing`` are of the first run (a
+    token-API session has no other), ``runs`` lists a desktop seat's runs (one per login)."""
+    row = session_row(session_id)
+    next_seq, missing, _ = seq_summary(session_id)
     seen = presence.last_seen([session_id]).get(session_id) or row.last_heartbeat_at
-    return {
+    view = {
         "id": row.id,
         "exam_id": row.exam_id,
         "student_id": row.student_id,
@@ -341,14 +195,19 @@ def session_view(session_id: int) -> dict:
         "last_heartbeat_at": seen.isoformat() if seen else None,
         "finished_at": row.finished_at.isoformat() if row.finished_at else None,
         "last_seq": row.last_seq,
-        "segments": count,
+        "segments": segments_of.count(session_id),
         "next_seq": next_seq,
         "missing": missing,
+        "closes_at": row.closes_at.isoformat() if row.closes_at else None,
         "recording": recording_dict(recording_row(session_id)),
     }
+    runs = segments_of.runs(session_id)
+    if runs:
+        view["runs"] = runs
+    return view
 
 
-def exam_roster(exam_id: int) -> list[dict]:
+def exam_sessions(exam_id: int) -> list[dict]:
     """Every session of an exam with its progress, in one pass over the tables."""
     with engine().connect() as conn:
         get_exam_row(conn, exam_id)
@@ -358,7 +217,7 @@ def exam_roster(exam_id: int) -> list[dict]:
         counts = dict(
             (sid, (n, top))
             for sid, n, top in conn.execute(
-                select(segments.c.session_id, func.count(), func.max(segments.c.seq))
+                select(segments.c.session_id, func.count(), func.max(case((segments.c.run == 0, segments.c.seq))))
                 .join(sessions, sessions.c.id == segments.c.session_id)
                 .where(sessions.c.exam_id == exam_id)
                 .group_by(segments.c.session_id)
@@ -394,14 +253,12 @@ def exam_roster(exam_id: int) -> list[dict]:
 
 def requeue_merge(session_id: int) -> None:
     """Teacher's retry of a merge that failed: fresh attempts, queued again."""
-    row = _session_row(session_id)
-    if row.state not in ("failed", "finished"):
-        raise Conflict(f"session {session_id} is {row.state}; only a failed or finished session can be merged again", code="not_mergeable")
-    with engine().begin() as conn:
-        conn.execute(update(sessions).where(sessions.c.id == session_id).values(state="finished"))
-        conn.execute(
-            update(recordings)
-            .where(recordings.c.session_id == session_id)
-            .values(status="queued", attempts=0, error=None, progress=None, updated_at=utcnow())
+    row = session_row(session_id)
+    if row.state not in states.REQUEUEABLE:
+        raise Conflict(
+            f"session {session_id} is {row.state}; only a failed or finished session can be merged again",
+            code="not_mergeable",
         )
+    with engine().begin() as conn:
+        states.requeue(conn, session_id, fresh_attempts=True)
     jobs.enqueue_merge(session_id)

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from . import redis_client, status
-from .db import engine, recordings, sessions
-
-QUEUES = ("status_check", "video_merge")
+from . import redis_client, runs, states
+from .db import engine
+from .schema import recordings, sessions
+from .worker import QUEUES, celery_app
 
 
 def queue_backlog() -> dict[str, int]:
@@ -15,13 +15,7 @@ def queue_backlog() -> dict[str, int]:
     return {queue: r.llen(queue) for queue in QUEUES}
 
 
-def status_last_run() -> dict | None:
-    return status.last_run()
-
-
 def workers_online(timeout: float = 1.0) -> list[str]:
-    from celery_config import celery_app
-
     replies = celery_app.control.ping(timeout=timeout) or []
     return sorted(name for reply in replies for name in reply)
 
@@ -37,7 +31,7 @@ def snapshot() -> dict:
         by_state = dict(conn.execute(select(sessions.c.state, func.count()).group_by(sessions.c.state)).all())
         failures = conn.execute(
             select(recordings.c.session_id, recordings.c.error, recordings.c.attempts, recordings.c.updated_at)
-            .where(recordings.c.status == "failed")
+            .where(recordings.c.status == states.FAILED)
             .order_by(recordings.c.updated_at.desc())
             .limit(20)
         ).all()
@@ -46,7 +40,7 @@ def snapshot() -> dict:
         "workers": workers_online(),
         "sessions_by_state": by_state,
         "merges_by_outcome": by_outcome,
-        "last_status_check": status_last_run(),
+        "last_status_check": runs.last_status_check(),
         "recent_failures": [
             {"session_id": f.session_id, "error": f.error, "attempts": f.attempts, "at": f.updated_at.isoformat()}
             for f in failures

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from .config import settings
-from .errors import BadRequest, InsufficientStorage
+from .errors import BadRequest, InsufficientStorage, TooLarge
 
 CHUNK = 256 * 1024
 TMP_PREFIX = ".tmp-"
@@ -36,12 +36,23 @@ class StagedFile:
     sha256: str
 
 
+def check_size(size: int, limit: int, what: str) -> int:
+    """The one size rule of every upload (segment, recording, screenshot, import file)."""
+    if size > limit:
+        raise TooLarge(f"a {what} may be at most {limit} bytes")
+    if size == 0:
+        raise BadRequest(f"the {what} is empty", code="empty_body")
+    return size
+
+
 def segment_dir(session_id: int) -> Path:
     return settings().segments_dir / str(session_id)
 
 
-def segment_path(session_id: int, seq: int, media_type: str) -> Path:
-    return segment_dir(session_id) / f"{seq:06d}.{EXTENSIONS[media_type]}"
+def segment_path(session_id: int, run: int, seq: int, media_type: str) -> Path:
+    """``000042.webm`` for the first run, ``r2-000042.webm`` for a seat's later runs."""
+    prefix = f"r{run}-" if run else ""
+    return segment_dir(session_id) / f"{prefix}{seq:06d}.{EXTENSIONS[media_type]}"
 
 
 def recording_base(session_id: int) -> Path:
@@ -103,6 +114,17 @@ def publish(staged: StagedFile, final: Path) -> bool:
 def replace(staged: StagedFile, final: Path) -> None:
     os.replace(staged.path, final)
     fsync_dir(final.parent)
+
+
+def stage_file(path: Path) -> StagedFile:
+    """Fsync a file written in its destination directory and describe it, ready for ``replace``.
+
+    For files the server writes itself (a merged recording) rather than receives as a stream.
+    """
+    with open(path, "rb") as fh:
+        os.fsync(fh.fileno())
+        size = os.fstat(fh.fileno()).st_size
+    return StagedFile(path, size, sha256_file(path))
 
 
 def discard(path: Path) -> None:

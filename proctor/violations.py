@@ -1,7 +1,7 @@
 """Violations a seat reports (a forbidden app, a lost focus...), each with an optional screenshot.
 
-Both front doors call ``record``; the teacher lists them per exam or per student with the
-screenshots' addresses.
+Both front doors call ``record``; the teacher lists them per exam or per student with their
+screenshots (the API adds each screenshot's address).
 """
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from datetime import datetime
 from sqlalchemy import insert, select
 
 from . import screenshots as shots
-from .db import engine, screenshots, sessions, utcnow, violations
+from .clock import utcnow
+from .db import engine
+from .schema import screenshots, sessions, violations
 from .errors import BadRequest, NotFound
 from .exams import get_exam_row
 
@@ -67,8 +69,7 @@ def list_violations(*, exam_id: int | None = None, student_id: str | None = None
 def _dict(r) -> dict:
     shot = None
     if r.screenshot_id is not None:
-        shot = {"id": r.screenshot_id, "url": f"/api/screenshots/{r.screenshot_id}",
-                "media_type": r.shot_type, "archived": r.shot_path is None}
+        shot = {"id": r.screenshot_id, "media_type": r.shot_type, "archived": r.shot_path is None}
     return {
         "id": r.id,
         "exam_id": r.exam_id,

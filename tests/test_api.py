@@ -1,22 +1,15 @@
-"""The token API over real HTTP (Gunicorn), against the database under test and real Redis."""
+"""The token API: in-process (Flask's test client) for validation, permissions and error shapes;
+over real Gunicorn where the HTTP server is the point (a missing or lying Content-Length, a body cut
+short). Both against the database under test and real Redis."""
 from __future__ import annotations
 
+import json
 import os
-import socket
-from pathlib import Path
+from datetime import datetime, timezone
 
 import pytest
 
-from tests.client import sha256
-
-DATA = Path(os.environ["PROCTOR_DATA_DIR"])
-
-
-def error_code(response) -> str:
-    body = response.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
-    return body["error"]["code"]
-
+from tests.helpers import ADMIN_TOKEN, DATA, Api, AppTransport, error_code, png_image, raw_request, sha256
 
 # --- exams ------------------------------------------------------------------------------------
 
@@ -44,7 +37,6 @@ def test_future_exam_is_pending(api):
         {},
         {"title": "x"},
         {"title": "", "starts_at": "2030-01-01T10:00:00+00:00", "ends_at": "2030-01-01T11:00:00+00:00"},
-        {"title": "x", "starts_at": "2030-01-01T10:00:00", "ends_at": "2030-01-01T11:00:00"},  # no offset
         {"title": "x", "starts_at": "yesterday", "ends_at": "2030-01-01T11:00:00+00:00"},
         {"title": "x", "starts_at": "2030-01-01T11:00:00+00:00", "ends_at": "2030-01-01T10:00:00+00:00"},
         {"title": "x", "starts_at": "2030-01-01T10:00:00+00:00", "ends_at": "2030-01-01T11:00:00+00:00", "roster": "s1"},
@@ -62,6 +54,17 @@ def test_bad_exam_bodies_are_400_and_create_nothing(api, body):
     assert len(api.get("/api/exams", "teacher").json()["exams"]) == before
 
 
+def test_a_time_without_offset_is_the_offices_local_time(api, settings_changed):
+    from zoneinfo import ZoneInfo
+
+    settings_changed(timezone=ZoneInfo("Asia/Shanghai"))  # UTC+8, no daylight saving
+    r = api.post("/api/exams", "teacher", json={"title": "naive", "starts_at": "2030-01-01T10:00:00",
+                                                "ends_at": "2030-01-01T11:00:00+00:00"})
+    assert r.status_code == 201, r.text
+    assert datetime.fromisoformat(r.json()["starts_at"]) == datetime(2030, 1, 1, 2, 0, tzinfo=timezone.utc)
+    assert datetime.fromisoformat(r.json()["ends_at"]) == datetime(2030, 1, 1, 11, 0, tzinfo=timezone.utc)
+
+
 def test_malformed_json_is_400(api):
     r = api.post("/api/exams", "teacher", data=b"{not json", headers={"Content-Type": "application/json"})
     assert r.status_code == 400 and error_code(r) == "invalid_json"
@@ -73,31 +76,127 @@ def test_unknown_exam_is_404(api):
     assert r.status_code == 404 and error_code(r) == "not_found"
 
 
-# --- auth -------------------------------------------------------------------------------------
+# --- who may call what ----------------------------------------------------------------------------
+#
+# Every call on a session, by every kind of caller. A refused call answers 401 (no or a bad token,
+# or a token in the URL, where access logs keep it) or 403 (a valid token without the right) in the
+# token API's error shape, and changes nothing; an allowed one answers its documented status.
+
+OWNER, TEACHER = "owner", "teacher"
+SESSION_CALLS = {
+    # name: (method, path below /api/sessions/<sid>, request, who may, the allowed answer)
+    "heartbeat": ("POST", "/heartbeat", {}, {OWNER}, 200),
+    "upload": ("PUT", "/segments/0", {"data": b"segment", "headers": {"Content-Type": "video/mp4"}}, {OWNER}, 201),
+    "read": ("GET", "", {}, {OWNER, TEACHER}, 200),
+    "finish": ("POST", "/finish", {"json": {}}, {OWNER, TEACHER}, 202),
+    "requeue": ("POST", "/merge", {}, {TEACHER}, 409),  # allowed, but an active session is not mergeable
+    "recording": ("GET", "/recording", {}, {OWNER, TEACHER}, 404),  # allowed, nothing merged yet
+    "report violation": ("POST", "/violations", {"json": {"reason": "phone"}}, {OWNER}, 201),
+    "list violations": ("GET", "/violations", {}, {TEACHER}, 200),
+    "screenshot": ("POST", "/screenshots", {"data": "png", "headers": {"Content-Type": "image/png"}}, {OWNER}, 201),
+    "list screenshots": ("GET", "/screenshots", {}, {TEACHER}, 200),
+}
+CALLERS = ["nobody", "garbage", "other student", OWNER, TEACHER]
 
 
-def test_teacher_calls_need_the_admin_token(api):
-    assert api.get("/api/exams").status_code == 401
-    assert api.get("/api/exams", "wrong-token").status_code == 401
-    r = api.get("/api/exams", headers={"Authorization": "Basic abc"})
-    assert r.status_code == 401 and error_code(r) == "unauthorized"
-
-
-def test_token_in_query_string_is_refused(api):
-    token = api.admin["Authorization"].split()[1]
-    assert api.get(f"/api/exams?token={token}").status_code == 401
-    assert api.get(f"/api/exams?access_token={token}", "teacher").status_code == 401
-
-
-def test_student_token_cannot_do_teacher_calls_or_other_sessions(api):
+def _students(api) -> tuple[dict, dict, dict]:
     exam = api.create_exam()
-    a, b = api.join(exam["id"], "alice"), api.join(exam["id"], "bob")
-    assert api.get("/api/exams", a["token"]).status_code == 403
-    assert api.get(f"/api/sessions/{b['session_id']}", a["token"]).status_code == 403
-    assert api.post(f"/api/sessions/{b['session_id']}/heartbeat", a["token"]).status_code == 403
-    r = api.upload({"session_id": b["session_id"], "token": a["token"]}, 0, b"x")
-    assert r.status_code == 403
-    assert api.session(b)["segments"] == 0
+    return exam, api.join(exam["id"], "owner"), api.join(exam["id"], "other")
+
+
+@pytest.fixture(scope="module")
+def refused_on(app):
+    """One exam and two sessions for the refused calls of a module: a refused call changes nothing
+    (each test checks), so they may share them."""
+    return _students(Api(AppTransport(app)))
+
+
+def _call(api, name: str, session: dict, token: str | None, **extra):
+    method, tail, request, _, _ = SESSION_CALLS[name]
+    request = {**request, **extra}
+    if request.get("data") == "png":
+        request["data"] = png_image()
+    return api.request(method, f"/api/sessions/{session['session_id']}{tail}", token, **request)
+
+
+def _untouched(api, session: dict) -> None:
+    view = api.session(session)
+    assert view["state"] == "active" and view["segments"] == 0 and view["recording"] is None, view
+    sid = session["session_id"]
+    assert api.get(f"/api/sessions/{sid}/violations", "teacher").json()["violations"] == []
+    assert api.get(f"/api/sessions/{sid}/screenshots", "teacher").json()["screenshots"] == []
+
+
+@pytest.mark.parametrize("caller", CALLERS)
+@pytest.mark.parametrize("name", SESSION_CALLS)
+def test_session_calls_by_every_caller(api, refused_on, name, caller):
+    allowed, answer = SESSION_CALLS[name][3], SESSION_CALLS[name][4]
+    _, owner, other = _students(api) if caller in allowed else refused_on
+    token = {"nobody": None, "garbage": "not-a-token", "other student": other["token"],
+             OWNER: owner["token"], TEACHER: "teacher"}[caller]
+    r = _call(api, name, owner, token)
+    if caller in allowed:
+        assert r.status_code == answer, r.text
+        return
+    expected = (403, "forbidden") if caller in {"other student", OWNER, TEACHER} else (401, "unauthorized")
+    assert (r.status_code, error_code(r)) == expected, r.text
+    _untouched(api, owner)
+
+
+@pytest.mark.parametrize("name", SESSION_CALLS)
+@pytest.mark.parametrize("param", ["token", "access_token"])
+def test_a_token_in_the_query_string_is_refused_even_with_the_header(api, refused_on, name, param):
+    _, owner, _ = refused_on
+    token = "teacher" if SESSION_CALLS[name][3] == {TEACHER} else owner["token"]
+    value = ADMIN_TOKEN if token == "teacher" else token
+    r = _call(api, name, owner, token, params={param: value})
+    assert r.status_code == 401 and error_code(r) == "unauthorized", r.text
+    _untouched(api, owner)
+
+
+TEACHER_CALLS = [
+    ("GET", "/api/exams"),
+    ("POST", "/api/exams"),
+    ("GET", "/api/exams/{exam}"),
+    ("PATCH", "/api/exams/{exam}"),
+    ("DELETE", "/api/exams/{exam}"),
+    ("GET", "/api/exams/{exam}/sessions"),
+    ("POST", "/api/exams/{exam}/end"),
+    ("GET", "/api/exams/{exam}/roster"),
+    ("POST", "/api/exams/{exam}/roster"),
+    ("DELETE", "/api/exams/{exam}/roster/owner"),
+    ("GET", "/api/exams/{exam}/logins"),
+    ("GET", "/api/exams/{exam}/violations"),
+    ("GET", "/api/exams/{exam}/archives"),
+    ("GET", "/api/exams/{exam}/report.csv"),
+    ("GET", "/api/admin/students"),
+    ("POST", "/api/admin/students"),
+    ("DELETE", "/api/admin/students/owner"),
+    ("POST", "/api/admin/students/import"),
+    ("GET", "/api/admin/seat-config"),
+    ("PUT", "/api/admin/seat-config"),
+    ("GET", "/stats"),
+]
+
+
+@pytest.mark.parametrize("caller", ["nobody", "garbage", "basic", "student", "teacher in the query"])
+@pytest.mark.parametrize("method,path", TEACHER_CALLS)
+def test_teacher_calls_need_the_admin_token(api, refused_on, method, path, caller):
+    exam, owner, _ = refused_on
+    token = {"garbage": "wrong-token", "student": owner["token"], "teacher in the query": "teacher"}.get(caller)
+    headers = {"Authorization": "Basic abc"} if caller == "basic" else {}
+    # The right token, but also in the URL (where access logs keep it): refused all the same.
+    params = {"access_token": ADMIN_TOKEN} if caller == "teacher in the query" else None
+    creates = (method, path) == ("POST", "/api/exams")
+    latest = max(e["id"] for e in api.get("/api/exams", "teacher").json()["exams"]) if creates else None
+    r = api.request(method, path.format(exam=exam["id"]), token, headers=headers, params=params,
+                    json={"title": "changed", "students": ["intruder"]})
+    expected = (403, "forbidden") if caller == "student" else (401, "unauthorized")
+    assert (r.status_code, error_code(r)) == expected, r.text
+    detail = api.get(f"/api/exams/{exam['id']}", "teacher").json()
+    assert detail["status"] == "active" and detail["title"] == "Exam" and detail["roster_size"] == 0
+    if creates:
+        assert max(e["id"] for e in api.get("/api/exams", "teacher").json()["exams"]) == latest
 
 
 # --- join -------------------------------------------------------------------------------------
@@ -116,8 +215,9 @@ def test_join_roster_and_rejoin(api):
     again = api.join(exam["id"], "s1")  # the client crashed and came back
     assert again["session_id"] == first["session_id"]
     assert again["token"] != first["token"] and again["next_seq"] == 1
-    assert api.post(f"/api/sessions/{first['session_id']}/heartbeat", first["token"]).status_code == 401
-    assert api.post(f"/api/sessions/{again['session_id']}/heartbeat", again["token"]).status_code == 200
+    r = api.heartbeat(first)
+    assert r.status_code == 401 and error_code(r) == "unauthorized"
+    assert api.heartbeat(again).status_code == 200
 
 
 def test_join_completed_exam_is_409(api):
@@ -131,7 +231,7 @@ def test_join_completed_exam_is_409(api):
 def test_join_bad_body(api, body):
     exam = api.create_exam()
     r = api.post(f"/api/exams/{exam['id']}/join", json=body)
-    assert r.status_code == 400
+    assert r.status_code == 400 and error_code(r) == "invalid_body", r.text
     assert api.get(f"/api/exams/{exam['id']}", "teacher").json()["sessions"]["total"] == 0
 
 
@@ -141,7 +241,7 @@ def test_join_bad_body(api, body):
 def test_heartbeat(api):
     exam = api.create_exam()
     s = api.join(exam["id"], "hb")
-    r = api.post(f"/api/sessions/{s['session_id']}/heartbeat", s["token"])
+    r = api.heartbeat(s)
     assert r.status_code == 200 and r.json()["presence"] == "online" and r.json()["server_time"]
     view = api.session(s)
     assert view["presence"] == "online" and view["last_heartbeat_at"]
@@ -149,6 +249,15 @@ def test_heartbeat(api):
 
 
 # --- segments -----------------------------------------------------------------------------------
+
+
+def segment_dir(session: dict):
+    return DATA / "segments" / str(session["session_id"])
+
+
+def stored_files(session: dict) -> list[str]:
+    d = segment_dir(session)
+    return sorted(p.name for p in d.iterdir()) if d.exists() else []
 
 
 def test_segment_upload_idempotent_retry_and_conflict(api):
@@ -164,9 +273,8 @@ def test_segment_upload_idempotent_retry_and_conflict(api):
     r = api.upload(s, 0, b"other bytes")
     assert r.status_code == 409 and error_code(r) == "segment_conflict"
 
-    stored = DATA / "segments" / str(s["session_id"]) / "000000.mp4"
-    assert stored.read_bytes() == data  # the conflicting upload changed nothing
-    assert [p.name for p in stored.parent.iterdir()] == ["000000.mp4"]  # no temporary files left
+    assert (segment_dir(s) / "000000.mp4").read_bytes() == data  # the conflicting upload changed nothing
+    assert stored_files(s) == ["000000.mp4"]  # no temporary files left
 
 
 def test_missing_and_next_seq(api):
@@ -201,19 +309,10 @@ def test_bad_uploads_store_nothing(api, seq, headers, status, code):
     assert r.status_code == status, r.text
     assert error_code(r) == code
     assert api.session(s)["segments"] == 0
-    seg_dir = DATA / "segments" / str(s["session_id"])
-    assert not seg_dir.exists() or list(seg_dir.iterdir()) == []
+    assert stored_files(s) == []
 
 
-def _raw_request(server: str, head: str, body: bytes = b"") -> tuple[int, bytes]:
-    host, port = server.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=10) as sock:
-        sock.sendall(head.encode() + body)
-        sock.shutdown(socket.SHUT_WR)
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
-    return int(data.split(b" ", 2)[1]), data
+# Over real Gunicorn: what only a real HTTP server sees (no library sends these requests).
 
 
 def _upload_head(s: dict, *headers: str) -> str:
@@ -224,69 +323,77 @@ def _upload_head(s: dict, *headers: str) -> str:
     return "\r\n".join(lines) + "\r\n\r\n"
 
 
+def _error_of(raw: bytes) -> str:
+    body = json.loads(raw.split(b"\r\n\r\n", 1)[1])
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
+    return body["error"]["code"]
+
+
 def test_upload_without_length_is_411(api, server):
     exam = api.create_exam()
     s = api.join(exam["id"], "chunked")
     head = _upload_head(s, "Transfer-Encoding: chunked")
-    status, _ = _raw_request(server, head, b"5\r\nhello\r\n0\r\n\r\n")
-    assert status == 411
-    assert api.session(s)["segments"] == 0
+    status, raw = raw_request(server, head, b"5\r\nhello\r\n0\r\n\r\n")
+    assert status == 411 and _error_of(raw) == "length_required"
+    assert api.session(s)["segments"] == 0 and stored_files(s) == []
 
 
 def test_oversized_upload_is_413_before_reading(api, server):
     exam = api.create_exam()
     s = api.join(exam["id"], "big")
     head = _upload_head(s, f"Content-Length: {64 * 1024 * 1024 + 1}")
-    status, _ = _raw_request(server, head, b"x" * 1000)
-    assert status == 413
-    assert api.session(s)["segments"] == 0
+    # Only 1000 bytes of the announced 64 MiB follow: an answer at all means it was not read.
+    status, raw = raw_request(server, head, b"x" * 1000)
+    assert status == 413 and _error_of(raw) == "too_large"
+    assert api.session(s)["segments"] == 0 and stored_files(s) == []
 
 
 def test_cut_upload_leaves_nothing(api, server):
     exam = api.create_exam()
     s = api.join(exam["id"], "cut")
     head = _upload_head(s, "Content-Length: 100000")
-    _raw_request(server, head, b"x" * 40_000)  # the client dies mid-body
-
-    def nothing_stored():
-        seg_dir = DATA / "segments" / str(s["session_id"])
-        return api.session(s)["segments"] == 0 and (not seg_dir.exists() or not list(seg_dir.iterdir()))
-
-    assert nothing_stored()
+    raw_request(server, head, b"x" * 40_000)  # the client dies mid-body; the server has answered
+    assert api.session(s)["segments"] == 0 and stored_files(s) == []
     # The seat retries with the whole body and succeeds.
     assert api.upload(s, 0, b"y" * 100_000).status_code == 201
+    assert (segment_dir(s) / "000000.mp4").read_bytes() == b"y" * 100_000
 
 
 # --- finish and states --------------------------------------------------------------------------
 
 
-def test_finish_records_and_blocks_later_seqs(api):
+def test_finish_records_and_still_takes_late_segments(api):
     exam = api.create_exam()
     s = api.join(exam["id"], "fin")
     for seq in range(3):
         api.upload(s, seq, f"segment {seq}".encode())
-    r = api.post(f"/api/sessions/{s['session_id']}/finish", s["token"], json={"last_seq": 3})
-    assert r.status_code == 202, r.text
+    api.finish(s, last_seq=3)
+    # Seq 3 is missing: a merge waits the grace period (seconds) for it, the session stays finished.
     view = api.session(s)
-    assert view["state"] in {"finished", "merging", "merged", "partial", "failed"}
-    assert view["recording"] is not None
+    assert view["state"] == "finished" and view["last_seq"] == 3, view
+    assert view["recording"]["status"] in {"queued", "waiting"}, view["recording"]
 
-    # A late segment within last_seq is still taken; beyond it is refused.
-    if view["state"] == "finished":
-        assert api.upload(s, 3, b"late").status_code == 201
-    r = api.upload(s, 4, b"beyond")
-    assert r.status_code == 409
+    # Finishing again with the same last_seq is harmless; with another one it conflicts.
+    api.finish(s, last_seq=3)
+    r = api.post(f"/api/sessions/{s['session_id']}/finish", s["token"], json={"last_seq": 9})
+    assert r.status_code == 409 and error_code(r) == "session_finished"
+    assert api.session(s)["last_seq"] == 3
+    # A segment is never refused for arriving late, within last_seq or beyond it.
+    assert api.upload(s, 3, b"late").status_code == 201
+    assert api.upload(s, 4, b"later still").status_code == 201
+    assert api.session(s)["segments"] == 5
 
-    # Finishing again with a different last_seq conflicts; the same one is harmless.
-    assert api.post(f"/api/sessions/{s['session_id']}/finish", s["token"], json={"last_seq": 9}).status_code == 409
 
-
-@pytest.mark.parametrize("body", [{"last_seq": -1}, {"last_seq": "3"}, {"last_seq": 1_000_000}, [3]])
-def test_finish_bad_body(api, body):
+@pytest.mark.parametrize(
+    "body,code",
+    [({"last_seq": -1}, "invalid_body"), ({"last_seq": "3"}, "invalid_body"),
+     ({"last_seq": 1_000_000}, "invalid_body"), ([3], "invalid_json")],
+)
+def test_finish_bad_body(api, body, code):
     exam = api.create_exam()
     s = api.join(exam["id"], "finbad")
     r = api.post(f"/api/sessions/{s['session_id']}/finish", s["token"], json=body)
-    assert r.status_code == 400
+    assert r.status_code == 400 and error_code(r) == code, r.text
     assert api.session(s)["state"] == "active"
 
 
@@ -299,24 +406,39 @@ def test_finish_below_stored_seq_is_409(api):
     assert api.session(s)["state"] == "active"
 
 
-def test_end_exam_finishes_active_sessions(api):
+def test_end_exam_closes_active_sessions_until_their_last_segment(api):
     exam = api.create_exam()
     s = api.join(exam["id"], "ender")
     api.upload(s, 0, b"zero")
     r = api.post(f"/api/exams/{exam['id']}/end", "teacher")
     assert r.status_code == 200 and r.json()["status"] == "completed"
+    # The client stops recording at the end and only then sends its last (cut) segment.
     view = api.session(s)
-    assert view["state"] != "active" and view["last_seq"] == 0
-    roster = api.get(f"/api/exams/{exam['id']}/sessions", "teacher").json()["sessions"]
+    assert view["state"] == "closing" and view["recording"] is None, view
+    assert api.upload(s, 1, b"the cut last segment").status_code == 201
+    api.finish(s)
+    view = api.session(s)
+    assert view["state"] == "finished" and view["last_seq"] == 1 and view["recording"] is not None, view
+    roster = api.roster_sessions(exam["id"])
     assert [row["student_id"] for row in roster] == ["ender"]
-    assert roster[0]["segments"] == 1 and roster[0]["next_seq"] == 1
+    assert roster[0]["segments"] == 2 and roster[0]["next_seq"] == 2
+
+
+def test_end_exam_without_upload_grace_finishes_at_once(api, settings_changed):
+    settings_changed(end_grace_s=0)
+    exam = api.create_exam()
+    s = api.join(exam["id"], "ender-now")
+    api.upload(s, 0, b"zero")
+    assert api.post(f"/api/exams/{exam['id']}/end", "teacher").status_code == 200
+    view = api.session(s)
+    assert view["state"] == "finished" and view["last_seq"] == 0 and view["recording"] is not None, view
 
 
 def test_recording_before_merge_is_404(api):
     exam = api.create_exam()
     s = api.join(exam["id"], "norec")
     r = api.get(f"/api/sessions/{s['session_id']}/recording", s["token"])
-    assert r.status_code == 404
+    assert r.status_code == 404 and error_code(r) == "not_found"
 
 
 # --- health -------------------------------------------------------------------------------------
@@ -332,7 +454,7 @@ def test_health_names_every_dependency(api):
 def test_unknown_route_is_json_404(api):
     r = api.get("/api/nope")
     assert r.status_code == 404 and error_code(r) == "not_found"
-    r = api.http.delete(api.url("/api/exams"), headers=api.admin)
+    r = api.delete("/api/exams")
     assert r.status_code == 405 and error_code(r) == "method_not_allowed"
 
 
@@ -343,16 +465,16 @@ def test_crash_leftover_file_is_replaced_and_concurrent_upload_waits(api):
 
     exam = api.create_exam()
     s = api.join(exam["id"], "leftover")
-    seg_dir = DATA / "segments" / str(s["session_id"])
+    seg_dir = segment_dir(s)
     seg_dir.mkdir(parents=True, exist_ok=True)
     (seg_dir / "000000.mp4").write_bytes(b"half of an old upload")
     assert api.upload(s, 0, b"the real segment").status_code == 201
     assert (seg_dir / "000000.mp4").read_bytes() == b"the real segment"
 
-    with locks.held(f"segment:{s['session_id']}:1", 30) as taken:
+    with locks.held(f"segment:{s['session_id']}:0:1", 30) as taken:  # run 0: the token API's
         assert taken
         r = api.upload(s, 1, b"racing")
         assert r.status_code == 409 and error_code(r) == "upload_in_progress"
     assert api.session(s)["segments"] == 1
-    assert sorted(p.name for p in seg_dir.iterdir()) == ["000000.mp4"]
+    assert stored_files(s) == ["000000.mp4"]
     assert api.upload(s, 1, b"racing").status_code == 201

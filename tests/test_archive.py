@@ -5,23 +5,10 @@ import csv
 import hashlib
 import io
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-from tests.conftest import ROOT, wait_until
+from tests.helpers import DATA, error_code, png_image, run_cli, unique
 from tests.media_helpers import make_clip
-from tests.test_admin import delete, post_shot
-from tests.test_api import error_code
-from tests.test_legacy import png_image, unique
-
-DATA = Path(os.environ["PROCTOR_DATA_DIR"])
-
-
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "proctor.cli", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120)
 
 
 def finished_exam(api, tmp_path) -> tuple[dict, dict, dict]:
@@ -31,10 +18,10 @@ def finished_exam(api, tmp_path) -> tuple[dict, dict, dict]:
     s = api.join(exam["id"], sid)
     for seq in range(2):
         assert api.upload(s, seq, make_clip(tmp_path / f"{seq}.mp4", seconds=1.0).read_bytes()).status_code == 201
-    shot = post_shot(api, s, png_image()).json()
+    shot = api.screenshot(s, png_image()).json()
     api.post(f"/api/sessions/{s['session_id']}/violations", s["token"], json={"reason": "phone on desk"})
-    assert api.post(f"/api/sessions/{s['session_id']}/finish", s["token"], json={}).status_code == 202
-    wait_until(lambda: api.session(s)["state"] == "merged", timeout=120, interval=0.5, what="merge")
+    api.finish(s)
+    assert api.wait_for_state(s)["state"] == "merged"
     assert api.post(f"/api/exams/{exam['id']}/end", "teacher").status_code == 200
     return exam, s, shot
 
@@ -45,11 +32,11 @@ def test_archive_moves_verified_files_and_records_them(api, merge_worker, tmp_pa
     rec_path = DATA / "recordings" / f"session-{s['session_id']}.mp4"
     assert rec_path.is_file()
 
-    r = delete(api, f"/api/exams/{exam['id']}")
+    r = api.delete(f"/api/exams/{exam['id']}")
     assert r.status_code == 409 and error_code(r) == "has_recordings"
 
     dest = tmp_path / "backup"
-    done = cli("archive", str(exam["id"]), "--dest", str(dest))
+    done = run_cli("archive", str(exam["id"]), "--dest", str(dest))
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["files"] == 2 and result["directory"] == str((dest / f"exam-{exam['id']}").resolve())
@@ -73,14 +60,14 @@ def test_archive_moves_verified_files_and_records_them(api, merge_worker, tmp_pa
     assert listed[0]["archived"] is True
 
     # The report says where the recording went; a second archive has nothing left to move.
-    report = list(csv.DictReader(io.StringIO(cli("export", str(exam["id"])).stdout)))
+    report = list(csv.DictReader(io.StringIO(run_cli("export", str(exam["id"])).stdout)))
     row = next(r for r in report if r["student_id"] == s_student(api, s))
     assert row["archived_to"] == str(archived_rec) and row["recording_status"] == "archived"
-    again = cli("archive", str(exam["id"]), "--dest", str(dest))
+    again = run_cli("archive", str(exam["id"]), "--dest", str(dest))
     assert again.returncode == 0 and json.loads(again.stdout)["files"] == 0
 
     # Archived: the exam may now be deleted without force.
-    assert delete(api, f"/api/exams/{exam['id']}").status_code == 200
+    assert api.delete(f"/api/exams/{exam['id']}").status_code == 200
     assert archived_rec.is_file()
 
 
@@ -91,7 +78,7 @@ def s_student(api, s) -> str:
 def test_export_report(api, merge_worker, tmp_path):
     exam, s, _ = finished_exam(api, tmp_path)
     out = tmp_path / "report.csv"
-    done = cli("export", str(exam["id"]), "--out", str(out))
+    done = run_cli("export", str(exam["id"]), "--out", str(out))
     assert done.returncode == 0, done.stderr
     rows = {r["student_id"]: r for r in csv.DictReader(out.open(encoding="utf-8"))}
     student = s_student(api, s)
@@ -109,14 +96,27 @@ def test_export_report(api, merge_worker, tmp_path):
     assert r.text.splitlines()[0].startswith("student_id,name,on_roster")
 
 
-def test_archive_refuses_unfinished_exams(api):
+def cli_here(capsys, *args: str) -> tuple[int, str]:
+    """The CLI's ``main`` in this process (its refusals need no new interpreter; the tests above
+    run ``python -m proctor.cli``): exit status and what it wrote to stderr."""
+    from proctor.cli import main
+
+    try:
+        status = main(list(args))
+    except SystemExit as usage:  # argparse refuses a bad command line this way
+        status = usage.code
+    return status, capsys.readouterr().err
+
+
+def test_archive_refuses_unfinished_exams(api, capsys):
     exam = api.create_exam()
     api.join(exam["id"], "still-writing")
-    done = cli("archive", str(exam["id"]))
-    assert done.returncode == 1 and "completed" in done.stderr
-    assert cli("archive", "999999").returncode == 1
-    assert cli("export", "999999").returncode == 1
-    assert cli("frobnicate").returncode == 2
+    status, err = cli_here(capsys, "archive", str(exam["id"]))
+    assert status == 1 and "completed" in err
+    assert api.roster_sessions(exam["id"])[0]["state"] == "active"  # nothing was moved or finished
+    assert cli_here(capsys, "archive", "999999")[0] == 1
+    assert cli_here(capsys, "export", "999999")[0] == 1
+    assert cli_here(capsys, "frobnicate")[0] == 2
 
 
 def test_cli_import_students(api, tmp_path):
@@ -124,7 +124,7 @@ def test_cli_import_students(api, tmp_path):
     exam = api.create_exam()
     path = tmp_path / "list.csv"
     path.write_text(f"Student ID;Name\n{sid};Via CLI\n;nobody\n", encoding="utf-8")
-    done = cli("import-students", str(path), "--exam-id", str(exam["id"]))
+    done = run_cli("import-students", str(path), "--exam-id", str(exam["id"]))
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["accepted"] == 1 and report["rejected"][0]["row"] == 3

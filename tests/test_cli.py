@@ -2,17 +2,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
+from tests.helpers import run_cli
 from tests.media_helpers import ffprobe_streams, make_clip
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "proctor.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 
 def test_merge_dir_merges_a_numbered_folder(tmp_path):

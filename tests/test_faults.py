@@ -8,9 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import RUN_DIR, Process, free_port, start_worker, wait_until
-
-DATA = Path(os.environ["PROCTOR_DATA_DIR"])
+from tests.helpers import DATA, RUN_DIR, Process, error_code, free_port, start_worker, wait_until
 
 
 @pytest.fixture
@@ -39,7 +37,7 @@ def test_full_disk_upload_is_507_and_leaves_nothing(api, tiny_disk):
 
     r = api.upload(s, 0, data)
     assert r.status_code == 507, r.text
-    assert r.json()["error"]["code"] == "insufficient_storage"
+    assert error_code(r) == "insufficient_storage"
     assert list(seg_dir.iterdir()) == []
     assert api.session(s)["segments"] == 0
 
@@ -85,21 +83,19 @@ def private_redis():
     server.stop()
 
 
-def test_workers_resume_after_a_redis_restart_and_queued_work_survives(private_redis, monkeypatch):
-    """Workers have been seen to stop consuming after the broker came back (celery #8030, #9054):
-    after a restart the status worker must take new work, and a message queued before the restart
-    (append-only persistence) must still be delivered."""
+def test_workers_resume_after_a_redis_restart_and_queued_work_survives(private_redis):
+    """Workers have been seen to stop consuming after the broker came back: after a restart the
+    status worker must take new work, and a message queued before the restart (append-only
+    persistence) must still be delivered."""
     from celery import Celery
 
-    import celery_config  # noqa: F401 - bind the suite's app to the suite's Redis before the patch
-
-    monkeypatch.setenv("REDIS_URL", private_redis.url)  # for the worker process only
     app = Celery(broker=private_redis.url, backend=private_redis.url, set_as_current=False)
 
     def check() -> dict:
         return app.send_task("celery_tasks.status_check_task", queue="status_check").get(timeout=30)
 
-    worker = start_worker("status_check", 1, "restart-test", ping_broker=private_redis.url)
+    # The worker's settings come from its environment: it uses the private Redis, not the suite's.
+    worker = start_worker("status_check", 1, "restart-test", ping_broker=private_redis.url, REDIS_URL=private_redis.url)
     try:
         assert "duration_s" in check()
         private_redis.stop()
@@ -111,7 +107,7 @@ def test_workers_resume_after_a_redis_restart_and_queued_work_survives(private_r
         queued = app.send_task("celery_tasks.status_check_task", queue="status_check")
         private_redis.stop()
         private_redis.start()
-        worker = start_worker("status_check", 1, "restart-test", ping_broker=private_redis.url)
+        worker = start_worker("status_check", 1, "restart-test", ping_broker=private_redis.url, REDIS_URL=private_redis.url)
         assert "duration_s" in queued.get(timeout=60)
     finally:
         worker.stop()

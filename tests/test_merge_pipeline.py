@@ -1,32 +1,15 @@
-"""Finish over HTTP → a real Celery merge worker → one verified recording.
+"""Finish → a real Celery merge worker → one verified recording.
 
-Media is generated with FFmpeg's lavfi sources; the worker runs FFmpeg for real.
+Media is generated with FFmpeg's lavfi sources; the worker runs FFmpeg for real. The first test
+goes over real HTTP to Gunicorn (the whole stack, with a Range request for the download); the
+others call the API in-process, the worker being what they are about.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from tests.client import sha256
-from tests.conftest import start_worker, wait_until, wait_worker_ready
+from tests.helpers import DATA, error_code, sha256, start_worker, wait_until, wait_worker_ready
 from tests.media_helpers import ffprobe_streams, make_clip, make_garbage, make_mediarecorder_chunks
-
-DATA = Path(os.environ["PROCTOR_DATA_DIR"])
-
-
-def finish(api, s, last_seq=None):
-    body = {} if last_seq is None else {"last_seq": last_seq}
-    r = api.post(f"/api/sessions/{s['session_id']}/finish", s["token"], json=body)
-    assert r.status_code == 202, r.text
-
-
-def wait_for_state(api, s, states, timeout=90):
-    return wait_until(
-        lambda: (v := api.session(s))["state"] in states and v,
-        timeout=timeout,
-        interval=0.3,
-        what=f"session {s['session_id']} to reach {states}",
-    )
 
 
 def segment_files(session_id: int) -> list[Path]:
@@ -46,7 +29,8 @@ def duration(path: Path) -> float:
     return float(ffprobe_streams(path)["format"]["duration"])
 
 
-def test_mp4_segments_out_of_order(api, merge_worker, tmp_path):
+def test_mp4_segments_out_of_order(http_api, merge_worker, tmp_path):
+    api = http_api
     exam = api.create_exam()
     s = api.join(exam["id"], "mp4-student")
     clips = [make_clip(tmp_path / f"c{i}.mp4", seconds=1.0) for i in range(4)]
@@ -54,8 +38,8 @@ def test_mp4_segments_out_of_order(api, merge_worker, tmp_path):
         data = clips[seq].read_bytes()
         r = api.upload(s, seq, data, "video/mp4", **{"X-Content-SHA256": sha256(data)})
         assert r.status_code == 201
-    finish(api, s, last_seq=3)
-    view = wait_for_state(api, s, {"merged", "partial", "failed"})
+    api.finish(s, last_seq=3)
+    view = api.wait_for_state(s)
     assert view["state"] == "merged", view
     rec = view["recording"]
     assert rec["gaps"] == [] and rec["progress"] == 1.0 and rec["task_id"]
@@ -75,6 +59,12 @@ def test_mp4_segments_out_of_order(api, merge_worker, tmp_path):
     other = api.join(exam["id"], "nosy")
     assert api.get(f"/api/sessions/{s['session_id']}/recording", other["token"]).status_code == 403
 
+    # A merged session cannot be re-queued: its recording stays as it is.
+    r = api.post(f"/api/sessions/{s['session_id']}/merge", "teacher")
+    assert r.status_code == 409 and error_code(r) == "not_mergeable", r.text
+    again = api.session(s)
+    assert again["state"] == "merged" and again["recording"] == rec
+
 
 def test_mediarecorder_chunks(api, merge_worker, tmp_path):
     exam = api.create_exam()
@@ -82,8 +72,8 @@ def test_mediarecorder_chunks(api, merge_worker, tmp_path):
     chunks = make_mediarecorder_chunks(tmp_path, seconds=3.0, n_chunks=5)
     for seq, chunk in enumerate(chunks):
         assert api.upload(s, seq, chunk.read_bytes(), "video/webm").status_code == 201
-    finish(api, s)
-    view = wait_for_state(api, s, {"merged", "partial", "failed"})
+    api.finish(s)
+    view = api.wait_for_state(s)
     assert view["state"] == "merged", view
     assert view["recording"]["report"]["method"] == "bytes-remux"
     assert abs(view["recording"]["duration"] - 3.0) <= 0.3
@@ -99,8 +89,8 @@ def test_resolution_change_and_corrupt_segment(api, merge_worker, tmp_path):
     ]
     for seq, path in enumerate(parts):
         assert api.upload(s, seq, path.read_bytes(), "video/mp4").status_code == 201
-    finish(api, s, last_seq=2)
-    view = wait_for_state(api, s, {"merged", "partial", "failed"})
+    api.finish(s, last_seq=2)
+    view = api.wait_for_state(s)
     assert view["state"] == "partial", view
     rec = view["recording"]
     assert rec["report"]["method"] == "reencode"
@@ -120,8 +110,8 @@ def test_missing_seq_becomes_gap_after_grace(api, merge_worker, tmp_path):
     s = api.join(exam["id"], "gappy")
     for seq in (0, 2):
         api.upload(s, seq, make_clip(tmp_path / f"g{seq}.mp4").read_bytes(), "video/mp4")
-    finish(api, s, last_seq=2)
-    view = wait_for_state(api, s, {"merged", "partial", "failed"})
+    api.finish(s, last_seq=2)
+    view = api.wait_for_state(s)
     assert view["state"] == "partial"
     assert view["recording"]["gaps"] == [1]
     assert view["missing"] == [1]
@@ -132,9 +122,9 @@ def test_late_segment_within_grace_is_merged(api, merge_worker, tmp_path):
     s = api.join(exam["id"], "late-seg")
     clips = [make_clip(tmp_path / f"l{i}.mp4") for i in range(2)]
     api.upload(s, 0, clips[0].read_bytes(), "video/mp4")
-    finish(api, s, last_seq=1)
+    api.finish(s, last_seq=1)
     assert api.upload(s, 1, clips[1].read_bytes(), "video/mp4").status_code == 201
-    view = wait_for_state(api, s, {"merged", "partial", "failed"})
+    view = api.wait_for_state(s)
     assert view["state"] == "merged" and view["recording"]["gaps"] == []
 
 
@@ -142,33 +132,34 @@ def test_unreadable_session_fails_keeps_segments_and_can_be_requeued(api, merge_
     exam = api.create_exam()
     s = api.join(exam["id"], "broken")
     api.upload(s, 0, make_garbage(tmp_path / "x.mp4").read_bytes(), "video/mp4")
-    finish(api, s)
-    view = wait_for_state(api, s, {"merged", "partial", "failed"})
+    api.finish(s)
+    view = api.wait_for_state(s)
     assert view["state"] == "failed" and view["recording"]["error"]
     assert len(segment_files(s["session_id"])) == 1
 
     assert api.post(f"/api/sessions/{s['session_id']}/merge", s["token"]).status_code == 403
     r = api.post(f"/api/sessions/{s['session_id']}/merge", "teacher")
     assert r.status_code == 202
-    view = wait_for_state(api, s, {"failed"}, timeout=60)
-    assert view["recording"]["attempts"] == 1  # counted afresh
+    view = api.wait_for_state(s, timeout=60)
+    assert view["state"] == "failed" and view["recording"]["attempts"] == 1, view  # counted afresh
     assert len(segment_files(s["session_id"])) == 1
-    # A merged session cannot be re-queued.
-    assert api.post("/api/sessions/999999/merge", "teacher").status_code == 404
+    r = api.post("/api/sessions/999999/merge", "teacher")
+    assert r.status_code == 404 and error_code(r) == "not_found"
 
 
 def test_duplicate_delivery_yields_one_recording(api, merge_worker, tmp_path):
-    from celery_config import celery_app
+    from proctor.worker import celery_app
 
     exam = api.create_exam()
     s = api.join(exam["id"], "dup")
     for seq in range(2):
         api.upload(s, seq, make_clip(tmp_path / f"d{seq}.mp4").read_bytes(), "video/mp4")
-    finish(api, s)
+    api.finish(s)
     extra = [celery_app.send_task("celery_tasks.merge_videos_task", args=[s["session_id"]], queue="video_merge") for _ in range(2)]
     results = [r.get(timeout=90) for r in extra]
     assert all(r["status"] in {"merged", "skipped"} for r in results), results
-    view = wait_for_state(api, s, {"merged"})
+    view = api.wait_for_state(s)
+    assert view["state"] == "merged", view
     recordings = list((DATA / "recordings").glob(f"session-{s['session_id']}.*"))
     assert len(recordings) == 1
     assert view["recording"]["attempts"] == 1
@@ -177,10 +168,6 @@ def test_duplicate_delivery_yields_one_recording(api, merge_worker, tmp_path):
 def test_sigkill_mid_merge_ends_in_one_recording(api, merge_worker, tmp_path):
     """Kill the whole merge worker with SIGKILL during FFmpeg; after a restart and a reconcile run
     there is exactly one verified recording."""
-    from celery_config import celery_app
-    from proctor import merge
-
-    merge_worker.stop()  # this test needs the only merge worker to be the one it kills
     exam = api.create_exam()
     s = api.join(exam["id"], "killed")
     # A resolution change forces a re-encode: slow enough to be killed in the middle.
@@ -188,28 +175,45 @@ def test_sigkill_mid_merge_ends_in_one_recording(api, merge_worker, tmp_path):
         size = "1280x720" if seq % 2 else "960x540"
         clip = make_clip(tmp_path / f"k{seq}.mp4", seconds=4.0, size=size, rate=25, audio=False)
         api.upload(s, seq, clip.read_bytes(), "video/mp4")
-    finish(api, s)
 
-    victim = start_worker("video_merge", 1, "victim")
-    task_id = wait_for_state(api, s, {"merging"}, timeout=60)["recording"]["task_id"]
-    # FFmpeg's progress reaches the task state that Flower shows.
-    progress = wait_until(lambda: (res := celery_app.AsyncResult(task_id)).state == "PROGRESS" and res.info,
-                          timeout=60, interval=0.2, what="the merge task's PROGRESS state")
-    assert progress["session_id"] == s["session_id"] and 0 <= progress["progress"] < 1
-    victim.kill()
-    assert api.session(s)["state"] == "merging"
-    assert not list((DATA / "recordings").glob(f"session-{s['session_id']}.*"))
-
-    survivor = start_worker("video_merge", 1, "survivor")
+    merge_worker.stop()  # the merge worker killed must be the only one
     try:
-        # The reconcile task re-queues it once the dead worker's lease has lapsed.
-        wait_until(lambda: s["session_id"] in merge.reconcile(stale_after_s=0)["requeued"],
-                   timeout=merge.LEASE_TTL_S + 15, interval=1, what="reconcile to re-queue")
-        view = wait_for_state(api, s, {"merged", "partial", "failed"}, timeout=180)
+        _kill_mid_merge_and_requeue(api, s)
     finally:
-        survivor.stop()
+        # Restarted, the suite's merge worker is the survivor that takes the re-queued merge.
         wait_worker_ready(merge_worker.start(), "merge-test")
+    view = api.wait_for_state(s, timeout=180)
     assert view["state"] == "merged", view
     assert view["recording"]["attempts"] == 2
     assert len(list((DATA / "recordings").glob(f"session-{s['session_id']}.*"))) == 1
     assert not list((DATA / "recordings").glob(".tmp-*"))
+
+
+def _kill_mid_merge_and_requeue(api, s: dict) -> None:
+    from proctor import merge, redis_client
+    from proctor.worker import celery_app
+
+    api.finish(s)
+    victim = start_worker("video_merge", 1, "victim")
+    try:
+        task_id = api.wait_for_state(s, {"merging"}, timeout=60)["recording"]["task_id"]
+        # FFmpeg's progress reaches the task state that Flower shows.
+        progress = wait_until(lambda: (res := celery_app.AsyncResult(task_id)).state == "PROGRESS" and res.info,
+                              timeout=60, interval=0.2, what="the merge task's PROGRESS state")
+        assert progress["session_id"] == s["session_id"] and 0 <= progress["progress"] < 1
+    finally:
+        victim.kill()
+    assert api.session(s)["state"] == "merging"
+    assert not list((DATA / "recordings").glob(f"session-{s['session_id']}.*"))
+
+    # The dead worker's lease still stands, and while it does reconcile leaves the session alone
+    # (its holder might only be slow). It lapses by itself: it has a TTL and nobody renews it.
+    lease = redis_client.key("lock", merge.lease_name(s["session_id"]))
+    r = redis_client.client()
+    assert 0 < r.pttl(lease) <= merge.LEASE_TTL_S * 1000
+    assert s["session_id"] not in merge.reconcile(stale_after_s=0)["requeued"]
+    assert api.session(s)["state"] == "merging"
+    # What those seconds would do, without waiting for them.
+    r.pexpire(lease, 1)
+    wait_until(lambda: not r.exists(lease), timeout=5, interval=0.01, what="the lease to lapse")
+    assert s["session_id"] in merge.reconcile(stale_after_s=0)["requeued"]

@@ -3,18 +3,14 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import timedelta
 from contextlib import contextmanager
-from pathlib import Path
+from datetime import timedelta
 
 import requests
 from sqlalchemy import update
 
-from tests.conftest import free_port, start_gunicorn, wait_worker_ready
+from tests.helpers import DATA, error_code, free_port, start_gunicorn, start_worker, wait_worker_ready
 from tests.media_helpers import make_clip
-from tests.test_merge_pipeline import finish, wait_for_state
-
-DATA = Path(os.environ["PROCTOR_DATA_DIR"])
 
 
 @contextmanager
@@ -31,7 +27,7 @@ def _lose_and_reconcile(api, tmp_path, jobs, merge, redis_client):
     exam = api.create_exam()
     s = api.join(exam["id"], "lost-queue")
     api.upload(s, 0, make_clip(tmp_path / "q.mp4").read_bytes(), "video/mp4")
-    finish(api, s)
+    api.finish(s)
     sid = s["session_id"]
     assert jobs.is_queued(sid)
     assert merge.reconcile(stale_after_s=0)["requeued"] == []  # queued: left alone
@@ -57,21 +53,23 @@ def test_merge_lost_with_the_queue_is_requeued_and_completes(api, merge_worker, 
 
     with paused(merge_worker):
         s = _lose_and_reconcile(api, tmp_path, jobs, merge, redis_client)
-    assert wait_for_state(api, s, {"merged"})["recording"]["attempts"] == 1
+    view = api.wait_for_state(s)
+    assert view["state"] == "merged" and view["recording"]["attempts"] == 1, view
 
 
 def test_poison_merge_stops_after_the_attempt_limit(api, merge_worker, tmp_path):
     """A merge that keeps killing its worker comes back forever with acks_late; the attempt
     counter in the database ends it as failed, with the segments kept."""
     from proctor import merge
-    from proctor.db import engine, recordings
+    from proctor.db import engine
+    from proctor.schema import recordings
 
     exam = api.create_exam()
     s = api.join(exam["id"], "poison")
     api.upload(s, 0, make_clip(tmp_path / "p.mp4").read_bytes(), "video/mp4")
     sid = s["session_id"]
     with paused(merge_worker):
-        finish(api, s)
+        api.finish(s)
         with engine().begin() as conn:  # three deliveries already died mid-merge
             conn.execute(update(recordings).where(recordings.c.session_id == sid).values(attempts=3))
         outcome = merge.merge_session(sid)
@@ -83,13 +81,16 @@ def test_poison_merge_stops_after_the_attempt_limit(api, merge_worker, tmp_path)
 
 def test_retention_and_temp_sweep(api, merge_worker, tmp_path):
     from proctor import housekeeping
-    from proctor.db import engine, recordings, utcnow
+    from proctor.clock import utcnow
+    from proctor.db import engine
+    from proctor.schema import recordings
 
     exam = api.create_exam()
     s = api.join(exam["id"], "old-recording")
     api.upload(s, 0, make_clip(tmp_path / "r.mp4").read_bytes(), "video/mp4")
-    finish(api, s)
-    view = wait_for_state(api, s, {"merged"})
+    api.finish(s)
+    view = api.wait_for_state(s)
+    assert view["state"] == "merged", view
     path = DATA / "recordings" / f"session-{s['session_id']}.mp4"
     assert path.is_file() and view["recording"]["size"] == path.stat().st_size
 
@@ -104,7 +105,7 @@ def test_retention_and_temp_sweep(api, merge_worker, tmp_path):
     assert s["session_id"] in housekeeping.expire_recordings(days=30)
     assert not path.exists()
     r = api.get(f"/api/sessions/{s['session_id']}/recording", "teacher")
-    assert r.status_code == 410 and r.json()["error"]["code"] == "recording_expired"
+    assert r.status_code == 410 and error_code(r) == "recording_expired"
 
     stale = DATA / "recordings" / ".tmp-session-999999-dead-merge.mp4"
     fresh = DATA / "recordings" / ".tmp-session-999998-live-merge.mp4"
@@ -131,22 +132,18 @@ def test_health_names_redis_when_it_is_down():
         proc.stop()
 
 
-def test_transient_failures_retry_then_fail_keeping_segments(api, merge_worker, tmp_path, monkeypatch):
+def test_transient_failures_retry_then_fail_keeping_segments(api, merge_worker, tmp_path):
     """FFmpeg missing on the worker is transient: three attempts with backoff, then `failed` with
     the error text, the segments kept, and the teacher's re-queue works once FFmpeg is back."""
-    from tests.conftest import start_worker
-
     exam = api.create_exam()
     s = api.join(exam["id"], "no-ffmpeg")
     api.upload(s, 0, make_clip(tmp_path / "t.mp4").read_bytes(), "video/mp4")
     with paused(merge_worker):
-        monkeypatch.setenv("PROCTOR_FFMPEG", "/nonexistent/ffmpeg")
-        monkeypatch.setenv("PROCTOR_MERGE_RETRY_BASE_S", "0")
-        broken = start_worker("video_merge", 1, "no-ffmpeg")
-        monkeypatch.undo()
+        broken = start_worker("video_merge", 1, "no-ffmpeg",
+                              PROCTOR_FFMPEG="/nonexistent/ffmpeg", PROCTOR_MERGE_RETRY_BASE_S="0")
         try:
-            finish(api, s)
-            view = wait_for_state(api, s, {"failed", "merged", "partial"}, timeout=60)
+            api.finish(s)
+            view = api.wait_for_state(s, timeout=60)
         finally:
             broken.stop()
     assert view["state"] == "failed"
@@ -154,4 +151,5 @@ def test_transient_failures_retry_then_fail_keeping_segments(api, merge_worker, 
     assert len(list((DATA / "segments" / str(s["session_id"])).iterdir())) == 1
 
     assert api.post(f"/api/sessions/{s['session_id']}/merge", "teacher").status_code == 202
-    assert wait_for_state(api, s, {"merged"})["recording"]["attempts"] == 1
+    view = api.wait_for_state(s)
+    assert view["state"] == "merged" and view["recording"]["attempts"] == 1, view

@@ -4,8 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tests.client import Api
-from tests.conftest import ADMIN_TOKEN, start_gunicorn
+from tests.helpers import Api, HttpTransport, start_gunicorn
 
 
 def peak_rss_kib(pid: int) -> int:
@@ -24,7 +23,7 @@ def worker_pid(master: int) -> int:
 def test_a_large_upload_is_streamed_not_buffered(tmp_path):
     proc, base = start_gunicorn("gunicorn-memory.log", workers=1)
     try:
-        api = Api(base, ADMIN_TOKEN)
+        api = Api(HttpTransport(base))
         s = api.join(api.create_exam(title="memory")["id"], "big-upload")
         assert api.upload(s, 0, os.urandom(1024 * 1024)).status_code == 201  # warm up the worker
         worker = worker_pid(proc.proc.pid)

@@ -6,7 +6,7 @@ Create Date: 2026-11-25 17:05:09.741224
 """
 from alembic import op
 import sqlalchemy as sa
-import proctor.db
+import proctor.schema
 
 
 revision = '0001'
@@ -19,12 +19,12 @@ def upgrade() -> None:
     op.create_table('exams',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('title', sa.String(length=200), nullable=False),
-    sa.Column('starts_at', proctor.db.UTCDateTime(), nullable=False),
-    sa.Column('ends_at', proctor.db.UTCDateTime(), nullable=False),
-    sa.Column('scheduled_ends_at', proctor.db.UTCDateTime(), nullable=False),
+    sa.Column('starts_at', proctor.schema.UTCDateTime(), nullable=False),
+    sa.Column('ends_at', proctor.schema.UTCDateTime(), nullable=False),
+    sa.Column('scheduled_ends_at', proctor.schema.UTCDateTime(), nullable=False),
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('roster_restricted', sa.Boolean(), nullable=False),
-    sa.Column('created_at', proctor.db.UTCDateTime(), nullable=False),
+    sa.Column('created_at', proctor.schema.UTCDateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_exams'))
     )
     with op.batch_alter_table('exams', schema=None) as batch_op:
@@ -46,9 +46,9 @@ def upgrade() -> None:
     sa.Column('token_hash', sa.String(length=64), nullable=False),
     sa.Column('state', sa.String(length=16), nullable=False),
     sa.Column('presence', sa.String(length=8), nullable=False),
-    sa.Column('joined_at', proctor.db.UTCDateTime(), nullable=False),
-    sa.Column('last_heartbeat_at', proctor.db.UTCDateTime(), nullable=True),
-    sa.Column('finished_at', proctor.db.UTCDateTime(), nullable=True),
+    sa.Column('joined_at', proctor.schema.UTCDateTime(), nullable=False),
+    sa.Column('last_heartbeat_at', proctor.schema.UTCDateTime(), nullable=True),
+    sa.Column('finished_at', proctor.schema.UTCDateTime(), nullable=True),
     sa.Column('last_seq', sa.Integer(), nullable=True),
     sa.Column('client_addr', sa.String(length=64), nullable=True),
     sa.ForeignKeyConstraint(['exam_id'], ['exams.id'], name=op.f('fk_sessions_exam_id_exams'), ondelete='CASCADE'),
@@ -63,7 +63,7 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('session_id', sa.Integer(), nullable=False),
     sa.Column('kind', sa.String(length=8), nullable=False),
-    sa.Column('at', proctor.db.UTCDateTime(), nullable=False),
+    sa.Column('at', proctor.schema.UTCDateTime(), nullable=False),
     sa.ForeignKeyConstraint(['session_id'], ['sessions.id'], name=op.f('fk_presence_events_session_id_sessions'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_presence_events'))
     )
@@ -84,8 +84,8 @@ def upgrade() -> None:
     sa.Column('report', sa.JSON(), nullable=True),
     sa.Column('progress', sa.Float(), nullable=True),
     sa.Column('task_id', sa.String(length=64), nullable=True),
-    sa.Column('started_at', proctor.db.UTCDateTime(), nullable=True),
-    sa.Column('updated_at', proctor.db.UTCDateTime(), nullable=False),
+    sa.Column('started_at', proctor.schema.UTCDateTime(), nullable=True),
+    sa.Column('updated_at', proctor.schema.UTCDateTime(), nullable=False),
     sa.ForeignKeyConstraint(['session_id'], ['sessions.id'], name=op.f('fk_recordings_session_id_sessions'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_recordings')),
     sa.UniqueConstraint('session_id', name=op.f('uq_recordings_session_id'))
@@ -97,12 +97,12 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('session_id', sa.Integer(), nullable=False),
     sa.Column('seq', sa.Integer(), nullable=False),
-    sa.Column('captured_at', proctor.db.UTCDateTime(), nullable=True),
+    sa.Column('captured_at', proctor.schema.UTCDateTime(), nullable=True),
     sa.Column('size', sa.BigInteger(), nullable=False),
     sa.Column('sha256', sa.String(length=64), nullable=False),
     sa.Column('media_type', sa.String(length=32), nullable=False),
-    sa.Column('received_at', proctor.db.UTCDateTime(), nullable=False),
-    sa.Column('deleted_at', proctor.db.UTCDateTime(), nullable=True),
+    sa.Column('received_at', proctor.schema.UTCDateTime(), nullable=False),
+    sa.Column('deleted_at', proctor.schema.UTCDateTime(), nullable=True),
     sa.ForeignKeyConstraint(['session_id'], ['sessions.id'], name=op.f('fk_segments_session_id_sessions'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_segments')),
     sa.UniqueConstraint('session_id', 'seq', name='uq_segments_session_seq')

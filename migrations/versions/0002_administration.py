@@ -1,4 +1,4 @@
-"""administration (issue 5): students, seat settings, legacy seats, login history,
+"""administration: students, seat settings, legacy seats, login history,
 screenshots, violations, archives; exams.settings
 
 Revision ID: 0002
@@ -7,7 +7,7 @@ Create Date: 2026-11-25 17:17:58.626990
 """
 from alembic import op
 import sqlalchemy as sa
-import proctor.db
+import proctor.schema
 
 
 revision = '0002'
@@ -24,7 +24,7 @@ def upgrade() -> None:
     sa.Column('directory', sa.Text(), nullable=False),
     sa.Column('files', sa.Integer(), nullable=False),
     sa.Column('bytes', sa.BigInteger(), nullable=False),
-    sa.Column('created_at', proctor.db.UTCDateTime(), nullable=False),
+    sa.Column('created_at', proctor.schema.UTCDateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_archives'))
     )
     with op.batch_alter_table('archives', schema=None) as batch_op:
@@ -33,15 +33,15 @@ def upgrade() -> None:
     op.create_table('seat_config',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('config', sa.JSON(), nullable=False),
-    sa.Column('updated_at', proctor.db.UTCDateTime(), nullable=False),
+    sa.Column('updated_at', proctor.schema.UTCDateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_seat_config'))
     )
     op.create_table('students',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('student_id', sa.String(length=64), nullable=False),
     sa.Column('name', sa.String(length=200), nullable=True),
-    sa.Column('created_at', proctor.db.UTCDateTime(), nullable=False),
-    sa.Column('updated_at', proctor.db.UTCDateTime(), nullable=False),
+    sa.Column('created_at', proctor.schema.UTCDateTime(), nullable=False),
+    sa.Column('updated_at', proctor.schema.UTCDateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_students')),
     sa.UniqueConstraint('student_id', name=op.f('uq_students_student_id'))
     )
@@ -62,7 +62,7 @@ def upgrade() -> None:
     sa.Column('session_id', sa.Integer(), nullable=False),
     sa.Column('client_addr', sa.String(length=64), nullable=False),
     sa.Column('seq_offset', sa.Integer(), nullable=True),
-    sa.Column('bound_at', proctor.db.UTCDateTime(), nullable=False),
+    sa.Column('bound_at', proctor.schema.UTCDateTime(), nullable=False),
     sa.ForeignKeyConstraint(['session_id'], ['sessions.id'], name=op.f('fk_legacy_seats_session_id_sessions'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('session_id', name=op.f('pk_legacy_seats'))
     )
@@ -76,7 +76,7 @@ def upgrade() -> None:
     sa.Column('client_addr', sa.String(length=64), nullable=True),
     sa.Column('flagged', sa.Boolean(), nullable=False),
     sa.Column('detail', sa.String(length=255), nullable=True),
-    sa.Column('at', proctor.db.UTCDateTime(), nullable=False),
+    sa.Column('at', proctor.schema.UTCDateTime(), nullable=False),
     sa.ForeignKeyConstraint(['exam_id'], ['exams.id'], name=op.f('fk_login_events_exam_id_exams'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['session_id'], ['sessions.id'], name=op.f('fk_login_events_session_id_sessions'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_login_events'))
@@ -88,8 +88,8 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('session_id', sa.Integer(), nullable=False),
     sa.Column('kind', sa.String(length=16), nullable=False),
-    sa.Column('captured_at', proctor.db.UTCDateTime(), nullable=True),
-    sa.Column('received_at', proctor.db.UTCDateTime(), nullable=False),
+    sa.Column('captured_at', proctor.schema.UTCDateTime(), nullable=True),
+    sa.Column('received_at', proctor.schema.UTCDateTime(), nullable=False),
     sa.Column('size', sa.BigInteger(), nullable=False),
     sa.Column('sha256', sa.String(length=64), nullable=False),
     sa.Column('media_type', sa.String(length=32), nullable=False),
@@ -104,8 +104,8 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('session_id', sa.Integer(), nullable=False),
     sa.Column('reason', sa.String(length=500), nullable=False),
-    sa.Column('occurred_at', proctor.db.UTCDateTime(), nullable=True),
-    sa.Column('received_at', proctor.db.UTCDateTime(), nullable=False),
+    sa.Column('occurred_at', proctor.schema.UTCDateTime(), nullable=True),
+    sa.Column('received_at', proctor.schema.UTCDateTime(), nullable=False),
     sa.Column('screenshot_id', sa.Integer(), nullable=True),
     sa.Column('via', sa.String(length=8), nullable=False),
     sa.ForeignKeyConstraint(['screenshot_id'], ['screenshots.id'], name=op.f('fk_violations_screenshot_id_screenshots'), ondelete='SET NULL'),

@@ -1,11 +1,14 @@
-"""The token API's blueprints, and the legacy seats' protocol (``legacy``, issue 5)."""
+"""The HTTP front doors: the token API's blueprints, operator calls, and the desktop seats'
+protocol (``legacy``), each rendering domain errors in its own shape."""
 from flask import Flask
 
-from . import admin, errors, exams, health, legacy, ops, sessions
+from . import admin, errors, exams, headers, health, legacy, metrics, ops, sessions
 
 
 def register(app: Flask) -> None:
     errors.register(app)
+    headers.install(app)
+    metrics.install(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(exams.bp)
     app.register_blueprint(sessions.bp)

@@ -1,4 +1,4 @@
-"""Administration on the token API (issue 5): the student registry and its import, the seats'
+"""Administration on the token API: the student registry and its import, the seats'
 settings, login history, violations, screenshots, and the exam report.
 
 Teacher calls need the admin token; a student's own session token may post that session's
@@ -6,16 +6,28 @@ violations and screenshots.
 """
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify, request, send_file
+from flask import Blueprint, Response, jsonify, request, send_file, url_for
 
-from .. import exams, legacy, screenshots, students, violations
-from ..config import settings
+from .. import archive, exams, imports, logins, report, screenshots, seat_settings, students, violations
+from ..config import is_true, settings
 from ..errors import BadRequest, ProctorError, UnsupportedMediaType
 from .auth import require_session, require_teacher
-from .uploads import body_length, captured_at_header, drain
+from .uploads import body_length, captured_at_header, drain, parse_bounded
 from .validation import StudentList, ViolationIn, from_epoch_ms, parse
 
 bp = Blueprint("admin", __name__, url_prefix="/api")
+
+
+def _linked(shot: dict | None) -> dict | None:
+    """A screenshot's description with the address the teacher fetches it from."""
+    if shot is not None:
+        shot["url"] = url_for("admin.get_screenshot", shot_id=shot["id"])
+    return shot
+
+
+def _with_screenshot_link(violation: dict) -> dict:
+    _linked(violation["screenshot"])
+    return violation
 
 
 # --- student registry --------------------------------------------------------------------------
@@ -30,8 +42,9 @@ def list_students():
 @bp.post("/admin/students")
 def add_students():
     require_teacher()
-    created, updated = students.upsert_students(parse(StudentList).entries())
-    return jsonify({"created": created, "updated": updated}), 200
+    body = parse_bounded(StudentList, settings().max_import_bytes)
+    created, updated = students.upsert_students(body.entries())
+    return jsonify({"created": created, "updated": updated, "generated": body.generated()}), 200
 
 
 @bp.delete("/admin/students/<student_id>")
@@ -43,14 +56,14 @@ def delete_student(student_id: str):
 
 @bp.post("/admin/students/import")
 def import_students():
-    """A CSV or .xlsx file, as the raw body or as the multipart field ``file``.
+    """A CSV, .xlsx or text roster file, as the raw body or as the multipart field ``file``.
 
     ``?exam_id=N`` also puts every accepted student on that exam's roster.
     """
     require_teacher()
     exam_id = request.args.get("exam_id", type=int)
     data, media_type, filename = _import_body()
-    report = students.import_table(data, media_type, filename)
+    report = imports.import_table(data, media_type, filename)
     if exam_id is not None:
         entries = [{"student_id": s["student_id"], "name": s["name"]} for s in report["students"]]
         report["roster"] = exams.add_to_roster(exam_id, entries) if entries else {"added": [], "warnings": []}
@@ -74,13 +87,14 @@ def _import_body() -> tuple[bytes, str, str]:
 @bp.get("/admin/seat-config")
 def get_seat_config():
     require_teacher()
-    return jsonify(legacy.seat_configuration())
+    return jsonify(seat_settings.seat_configuration())
 
 
 @bp.put("/admin/seat-config")
 def put_seat_config():
     require_teacher()
-    return jsonify(legacy.save_seat_configuration(parse(legacy.SeatConfig, allow_empty=True)))
+    new = parse_bounded(seat_settings.SeatConfig, seat_settings.MAX_BYTES, allow_empty=True)
+    return jsonify(seat_settings.save_seat_configuration(new))
 
 
 # --- login history -----------------------------------------------------------------------------
@@ -89,9 +103,9 @@ def put_seat_config():
 @bp.get("/exams/<int:exam_id>/logins")
 def login_history(exam_id: int):
     require_teacher()
-    with_flag = request.args.get("flagged", "").lower() in {"1", "true", "yes"}
+    with_flag = is_true(request.args.get("flagged"))
     exams.exam_detail(exam_id)  # 404 for an unknown exam
-    return jsonify({"logins": students.login_history(exam_id, request.args.get("student_id"), with_flag)})
+    return jsonify({"logins": logins.login_history(exam_id, request.args.get("student_id"), with_flag)})
 
 
 # --- violations --------------------------------------------------------------------------------
@@ -104,20 +118,21 @@ def post_violation(session_id: int):
     occurred = None if body.occurred_at is None else from_epoch_ms(body.occurred_at)
     recorded = violations.record(session_id, body.reason, via="token", occurred_at=occurred,
                                  screenshot_id=body.screenshot_id)
-    return jsonify(recorded), 201
+    return jsonify(_with_screenshot_link(recorded)), 201
 
 
 @bp.get("/sessions/<int:session_id>/violations")
 def session_violations(session_id: int):
     require_teacher()
-    return jsonify({"violations": violations.list_violations(session_id=session_id)})
+    found = violations.list_violations(session_id=session_id)
+    return jsonify({"violations": [_with_screenshot_link(v) for v in found]})
 
 
 @bp.get("/exams/<int:exam_id>/violations")
 def exam_violations(exam_id: int):
     require_teacher()
     found = violations.list_violations(exam_id=exam_id, student_id=request.args.get("student_id") or None)
-    return jsonify({"violations": found})
+    return jsonify({"violations": [_with_screenshot_link(v) for v in found]})
 
 
 # --- screenshots -------------------------------------------------------------------------------
@@ -141,13 +156,14 @@ def post_screenshot(session_id: int):
     except ProctorError:
         drain(request.stream)
         raise
-    return jsonify(shot), 201
+    return jsonify(_linked(shot)), 201
 
 
 @bp.get("/sessions/<int:session_id>/screenshots")
 def session_screenshots(session_id: int):
     require_teacher()
-    return jsonify({"screenshots": screenshots.list_for_session(session_id, request.args.get("kind") or None)})
+    shots = screenshots.list_for_session(session_id, request.args.get("kind") or None)
+    return jsonify({"screenshots": [_linked(shot) for shot in shots]})
 
 
 @bp.get("/screenshots/<int:shot_id>")
@@ -164,8 +180,6 @@ def get_screenshot(shot_id: int):
 def exam_archives(exam_id: int):
     """Where ``proctor.cli archive`` moved this exam's files."""
     require_teacher()
-    from .. import archive
-
     return jsonify({"archives": archive.archives_of(exam_id)})
 
 
@@ -173,9 +187,7 @@ def exam_archives(exam_id: int):
 @bp.get("/exams/<int:exam_id>/report.csv")
 def exam_report(exam_id: int):
     require_teacher()
-    from .. import archive
-
-    text = archive.report_csv(exam_id)
+    text = report.report_csv(exam_id)
     return Response(
         text, mimetype="text/csv",
         headers={"Content-Disposition": f'attachment; filename="exam-{exam_id}-report.csv"'},

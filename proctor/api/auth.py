@@ -8,7 +8,7 @@ from flask import g, request
 
 from ..config import settings
 from ..errors import Forbidden, Unauthorized
-from ..sessions import session_for_token
+from ..tokens import session_for_token
 
 # Tokens in URLs end up in access logs, proxies and browser history: refuse them outright.
 QUERY_TOKEN_NAMES = ("token", "access_token", "auth", "authorization")

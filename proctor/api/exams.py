@@ -3,8 +3,11 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
 
-from .. import exams, sessions
+from .. import attendance, exams, lifecycle, sessions
+from ..config import is_true, settings
 from .auth import require_teacher
+from .headers import no_store
+from .uploads import parse_bounded
 from .validation import ExamCreate, ExamUpdate, Join, StudentList, check_schedule, parse
 
 bp = Blueprint("exams", __name__, url_prefix="/api/exams")
@@ -13,10 +16,11 @@ bp = Blueprint("exams", __name__, url_prefix="/api/exams")
 @bp.post("")
 def create_exam():
     require_teacher()
-    body = parse(ExamCreate)
+    body = parse_bounded(ExamCreate, settings().max_import_bytes)
     check_schedule(body.starts_at, body.ends_at)
     exam = exams.create_exam(body.title, body.starts_at, body.ends_at, body.students())
     exam["warnings"] = exams.overlap_warnings(exam["id"])
+    exam["generated"] = body.generated()
     return jsonify(exam), 201
 
 
@@ -35,44 +39,47 @@ def get_exam(exam_id: int):
 @bp.get("/<int:exam_id>/sessions")
 def exam_sessions(exam_id: int):
     require_teacher()
-    return jsonify({"sessions": sessions.exam_roster(exam_id)})
+    return jsonify({"sessions": sessions.exam_sessions(exam_id)})
 
 
 @bp.post("/<int:exam_id>/end")
 def end_exam(exam_id: int):
     require_teacher()
-    return jsonify(exams.end_exam(exam_id))
+    return jsonify(lifecycle.end_exam(exam_id))
 
 
 @bp.post("/<int:exam_id>/join")
 def join(exam_id: int):
     body = parse(Join)
-    return jsonify(sessions.join(exam_id, body.student_id, request.remote_addr)), 201
+    return no_store(jsonify(sessions.join(exam_id, body.student_id, request.remote_addr))), 201
 
 
 @bp.patch("/<int:exam_id>")
 def update_exam(exam_id: int):
     require_teacher()
-    return jsonify(exams.update_exam(exam_id, parse(ExamUpdate).changes()))
+    return jsonify(lifecycle.update_exam(exam_id, parse(ExamUpdate).changes()))
 
 
 @bp.delete("/<int:exam_id>")
 def delete_exam(exam_id: int):
     require_teacher()
-    force = request.args.get("force", "").lower() in {"1", "true", "yes"}
+    force = is_true(request.args.get("force"))
     return jsonify(exams.delete_exam(exam_id, force=force))
 
 
 @bp.get("/<int:exam_id>/roster")
 def get_roster(exam_id: int):
+    """Every student of the exam: the roster, whether or not they logged in, and any session of a
+    student not on it."""
     require_teacher()
-    return jsonify({"roster": exams.roster_list(exam_id), "warnings": exams.overlap_warnings(exam_id)})
+    return jsonify({"roster": attendance.exam_attendance(exam_id), "warnings": exams.overlap_warnings(exam_id)})
 
 
 @bp.post("/<int:exam_id>/roster")
 def add_roster(exam_id: int):
     require_teacher()
-    return jsonify(exams.add_to_roster(exam_id, parse(StudentList).entries()))
+    body = parse_bounded(StudentList, settings().max_import_bytes)
+    return jsonify({**exams.add_to_roster(exam_id, body.entries()), "generated": body.generated()})
 
 
 @bp.delete("/<int:exam_id>/roster/<student_id>")

@@ -16,30 +16,59 @@ from typing import Annotated
 from flask import Blueprint, Flask, jsonify, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import Field, StringConstraints, ValidationError
 from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import HTTPException
 
-from .. import legacy, metrics, students
+from .. import clock, filetypes, legacy, metrics, seat_settings, storage, students
 from ..config import settings
-from ..errors import BadRequest, LengthRequired, ProctorError, TooLarge, UnsupportedMediaType
-from .validation import StudentId, describe
+from ..errors import BadRequest, ProctorError, UnsupportedMediaType
+from . import drivers
+from .uploads import body_length
+from .validation import Body, StudentId, describe
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("legacy", __name__, url_prefix="/api")
-limiter = Limiter(key_func=get_remote_address)  # storage and options come from register()
-# Limits are read per request from the settings, so tests and operators change them by env var.
-limiter.limit(lambda: settings().legacy_rate_limit)(bp)
-# Logins and student look-ups share one stricter budget: they are what an enumeration uses.
-login_limit = limiter.limit(lambda: settings().legacy_login_rate_limit, scope="legacy-login")
 
 # Room for the form fields and multipart framing around the file part.
 FORM_SLACK = 64 * 1024
+
+
+def _seat_key() -> str:
+    """Rate-limit key of one seat: its address and the student it names. A whole hall behind one
+    NAT address shares the address, not the seat."""
+    student = (request.view_args or {}).get("student_id") or _named_student()
+    return f"{get_remote_address()}|{student or '-'}"
+
+
+def _named_student() -> str | None:
+    """The student id a small JSON or form body names (never read from an upload's body)."""
+    if request.mimetype == "multipart/form-data":
+        return None
+    request.max_content_length = FORM_SLACK
+    try:
+        data = request.get_json(silent=True) if request.is_json else request.form
+    except HTTPException:  # too large: the view refuses it
+        return None
+    value = data.get("student_id") if hasattr(data, "get") else None
+    return str(value)[:64] if value is not None else None
+
+
+limiter = Limiter(key_func=get_remote_address)  # storage and options come from register()
+# Limits are read per request from the settings, so tests and operators change them by env var.
+# Every call: a ceiling per address, high enough for a hall behind one NAT address.
+limiter.limit(lambda: settings().legacy_rate_limit)(bp)
+# Logins and student look-ups (what an enumeration uses): per seat, and per address for all seats.
+_login_per_seat = limiter.limit(lambda: settings().legacy_login_rate_limit, key_func=_seat_key,
+                                scope="legacy-login-seat")
+_login_per_address = limiter.limit(lambda: settings().legacy_login_address_rate_limit,
+                                   scope="legacy-login-address")
+
+
+def login_limit(view):
+    return _login_per_seat(_login_per_address(view))
 VIDEO_TYPES = {".mp4": "video/mp4", ".webm": "video/webm"}
-# The boxes an MP4 may begin with (plain, fragmented or with a leading free/skip box).
-MP4_FIRST_BOXES = {b"ftyp", b"styp", b"moov", b"moof", b"free", b"skip", b"wide", b"mdat"}
-WEBM_MAGIC = b"\x1a\x45\xdf\xa3"
 
 
 # --- errors in the seat's shape ------------------------------------------------------------------
@@ -73,11 +102,7 @@ Name = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
 ExamId = Annotated[int, Field(ge=1, le=2**31 - 1)]
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
-
-
-class Login(_Body):
+class Login(Body):
     student_id: StudentId
     student_name: Name | None = None
 
@@ -86,7 +111,7 @@ class SelectExam(Login):
     exam_id: ExamId
 
 
-class SeatCall(_Body):
+class SeatCall(Body):
     student_id: StudentId
     exam_id: ExamId
 
@@ -119,16 +144,6 @@ def _fields(model):
         raise BadRequest(describe(err)) from None
 
 
-def _cap_body(limit: int) -> None:
-    """Refuse an upload by its Content-Length before any of it is parsed."""
-    length = request.content_length
-    if length is None:
-        raise LengthRequired("a Content-Length header is required")
-    if length > limit + FORM_SLACK:
-        raise TooLarge(f"the upload may be at most {limit} bytes")
-    request.max_content_length = limit + FORM_SLACK  # werkzeug stops parsing beyond it
-
-
 def _file_size(part: FileStorage) -> int:
     # Werkzeug spooled the part to a temporary file (or memory when small): measure, do not read.
     part.stream.seek(0, 2)
@@ -137,7 +152,7 @@ def _file_size(part: FileStorage) -> int:
     return size
 
 
-def _peek(part: FileStorage, n: int = 12) -> bytes:
+def _peek(part: FileStorage, n: int = filetypes.HEAD_BYTES) -> bytes:
     head = part.stream.read(n)
     part.stream.seek(0)
     return head
@@ -156,12 +171,12 @@ def _seat(fields: SeatCall) -> legacy.Seat:
 
 @bp.get("/server_time")
 def server_time():
-    return jsonify({"server_time": legacy.server_time()})
+    return jsonify({"server_time": clock.server_time()})
 
 
 @bp.get("/config")
 def config():
-    return jsonify({"status": "success", "config": legacy.seat_configuration()})
+    return jsonify({"status": "success", "config": seat_settings.seat_configuration()})
 
 
 @bp.get("/students/<student_id>")
@@ -202,20 +217,16 @@ def logout():
 
 @bp.post("/screen_recording")
 def screen_recording():
-    _cap_body(settings().max_segment_bytes)
+    body_length(settings().max_segment_bytes, "segment", framing=FORM_SLACK)
     fields = _fields(RecordingFields)
     seat = _seat(fields)
     part = request.files.get("video")
     if part is None:
         raise BadRequest("the file field 'video' is missing")
     media_type = _video_type(part)
-    size = _file_size(part)
-    if size == 0:
-        raise BadRequest("the video is empty")
-    if size > settings().max_segment_bytes:
-        raise TooLarge(f"a segment may be at most {settings().max_segment_bytes} bytes")
+    size = storage.check_size(_file_size(part), settings().max_segment_bytes, "segment")
     created, answer = legacy.store_recording(
-        seat, fields.sequence, media_type, legacy.parse_time(fields.timestamp), part.stream, size
+        seat, fields.sequence, media_type, clock.parse_time(fields.timestamp), part.stream, size
     )
     if created:  # a re-sent segment is not new bytes
         metrics.UPLOAD_BYTES.inc(size)
@@ -228,9 +239,7 @@ def _video_type(part: FileStorage) -> str:
     media_type = next((t for ext, t in VIDEO_TYPES.items() if name.endswith(ext)), None)
     if media_type is None:
         raise UnsupportedMediaType("the video's file name must end in .mp4 or .webm")
-    head = _peek(part)
-    looks_right = head[4:8] in MP4_FIRST_BOXES if media_type == "video/mp4" else head.startswith(WEBM_MAGIC)
-    if not looks_right:
+    if filetypes.sniff(_peek(part)) != media_type:
         raise UnsupportedMediaType(f"the file is not an {name.rsplit('.', 1)[-1]} video")
     return media_type
 
@@ -256,21 +265,21 @@ def screen_frame():
 
 
 def _store_image(kind: str, field: str | None):
-    _cap_body(settings().max_screenshot_bytes)
+    body_length(settings().max_screenshot_bytes, "screenshot", framing=FORM_SLACK)
     fields = _fields(ImageFields)
     seat = _seat(fields)
     stream, size = _image(field, required=True)
-    legacy.store_screenshot(seat, kind, stream, size, legacy.parse_time(fields.timestamp))
+    legacy.store_screenshot(seat, kind, stream, size, clock.parse_time(fields.timestamp))
     return jsonify({"status": "success"})
 
 
 @bp.post("/violation")
 def violation():
-    _cap_body(settings().max_screenshot_bytes)
+    body_length(settings().max_screenshot_bytes, "screenshot", framing=FORM_SLACK)
     fields = _fields(ViolationFields)
     seat = _seat(fields)
     image = _image("screenshot", required=False)
-    recorded = legacy.report_violation(seat, fields.reason, legacy.parse_time(fields.timestamp), image)
+    recorded = legacy.report_violation(seat, fields.reason, clock.parse_time(fields.timestamp), image)
     return jsonify({"status": "success", "violation_id": recorded["id"]})
 
 
@@ -290,3 +299,4 @@ def register(app: Flask) -> None:
     app.config.setdefault("RATELIMIT_SWALLOW_ERRORS", True)
     limiter.init_app(app)
     app.register_blueprint(bp)
+    app.register_blueprint(drivers.bp)

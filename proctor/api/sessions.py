@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 from flask import Blueprint, jsonify, request, send_file
 
-from .. import metrics, presence, sessions, storage
+from .. import metrics, presence, segments, sessions, states, storage
 from ..config import settings
 from ..errors import BadRequest, Conflict, Gone, ProctorError, NotFound, UnsupportedMediaType
 from .auth import require_session, require_teacher
@@ -35,7 +35,7 @@ def heartbeat(session_id: int):
 @bp.put("/<int:session_id>/segments/<seq>")
 def put_segment(session_id: int, seq: str):
     require_session(session_id, teacher_ok=False)
-    upload = sessions.Upload(
+    upload = segments.Upload(
         seq=_seq(seq),
         media_type=_media_type(),
         length=body_length(settings().max_segment_bytes, "segment"),
@@ -43,19 +43,19 @@ def put_segment(session_id: int, seq: str):
         captured_at=captured_at_header(),
     )
     try:
-        created, info = sessions.store_segment(session_id, upload, request.stream)
+        created, info = segments.store_segment(session_id, upload, request.stream)
     except ProctorError:
         drain(request.stream)
         raise
     if created:
         metrics.UPLOAD_BYTES.inc(upload.length)
-    info["next_seq"] = sessions.seq_summary(session_id)[0]
+    info["next_seq"] = segments.seq_summary(session_id)[0]
     return jsonify(info), 201 if created else 200
 
 
 def _seq(raw: str) -> int:
-    if not raw.isdigit() or int(raw) > sessions.MAX_SEQ:
-        raise BadRequest(f"seq must be an integer from 0 to {sessions.MAX_SEQ}", code="invalid_seq")
+    if not raw.isdigit() or int(raw) > segments.MAX_SEQ:
+        raise BadRequest(f"seq must be an integer from 0 to {segments.MAX_SEQ}", code="invalid_seq")
     return int(raw)
 
 
@@ -100,9 +100,9 @@ def merge_again(session_id: int):
 def recording(session_id: int):
     require_session(session_id, teacher_ok=True)
     row = sessions.recording_row(session_id)
-    if row is not None and row.status in ("archived", "expired"):
+    if row is not None and row.status in states.GONE:
         raise Gone(f"the recording of session {session_id} was {row.status}", code=f"recording_{row.status}")
-    if row is None or row.status not in ("merged", "partial") or not row.path:
+    if row is None or row.status not in states.PLAYABLE or not row.path:
         raise NotFound(f"session {session_id} has no merged recording yet")
     path = settings().data_dir / row.path
     if not path.is_file():

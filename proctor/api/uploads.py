@@ -1,4 +1,4 @@
-"""What every raw-body upload of the token API shares: its length, its capture time, and
+"""What every upload shares, on both front doors: its length (one rule), its capture time, and
 reading the rest of a refused body."""
 from __future__ import annotations
 
@@ -7,19 +7,33 @@ from datetime import datetime
 from flask import request
 
 from ..errors import BadRequest, LengthRequired, TooLarge
-from ..storage import CHUNK
-from .validation import from_epoch_ms
+from ..storage import CHUNK, check_size
+from .validation import M, from_epoch_ms, parse
 
 
-def body_length(limit: int, what: str) -> int:
-    """The body's Content-Length, checked before a byte of it is read."""
-    if request.content_length is None:
+def body_length(limit: int, what: str, *, framing: int = 0) -> int:
+    """The body's Content-Length, checked before a byte of it is read.
+
+    ``framing`` is room for a multipart body's form fields and boundaries around the file, whose
+    own size is checked once the part is parsed; werkzeug then stops parsing beyond the total.
+    """
+    length = request.content_length
+    if length is None:
         raise LengthRequired("a Content-Length header is required")
-    if request.content_length > limit:
+    if not framing:
+        return check_size(length, limit, what)
+    if length > limit + framing:
         raise TooLarge(f"a {what} may be at most {limit} bytes")
-    if request.content_length == 0:
-        raise BadRequest(f"the {what} is empty", code="empty_body")
-    return request.content_length
+    request.max_content_length = limit + framing
+    return length
+
+
+def parse_bounded(model: type[M], limit: int, *, allow_empty: bool = False) -> M:
+    """``parse`` for a JSON body that may be large (a whole roster, the seat settings), once its
+    length passed the one rule (an empty body passes too when ``allow_empty``)."""
+    if not (allow_empty and request.content_length == 0):
+        body_length(limit, "request body")
+    return parse(model, allow_empty=allow_empty)
 
 
 def captured_at_header() -> datetime | None:

@@ -2,35 +2,89 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Annotated, TypeVar
+from typing import Annotated, ClassVar, TypeVar
 
 from flask import request
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 
-from ..errors import BadRequest
+from ..clock import in_office_zone
+from ..errors import BadRequest, describe
+from ..imports import parse_roster_text
 
 StudentId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[\w.@+-]+$")]
+
+# ISO 8601; a time without an offset is the exam office's local time (PROCTOR_TIMEZONE).
+ExamTime = Annotated[datetime, AfterValidator(in_office_zone)]
 
 M = TypeVar("M", bound=BaseModel)
 
 
-class Strict(BaseModel):
+class Body(BaseModel):
+    """A JSON or form body. Unknown fields are ignored, so a client newer than this server (or the
+    desktop seats, which send more than the server reads) is not refused; strings are stripped."""
+
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
 
-class RosterEntry(Strict):
+class RosterEntry(Body):
     student_id: StudentId
     name: Annotated[str, StringConstraints(max_length=200)] | None = None
 
 
-class ExamCreate(Strict):
+Students = list[StudentId | RosterEntry]
+# Not stripped: the line numbers of refused lines must be the teacher's.
+RosterText = Annotated[str, StringConstraints(strip_whitespace=False)]
+
+
+class StudentsBody(Body):
+    """Students as a list (the field ``LIST``: ids or ``{student_id, name}``) or as a text roster
+    (``LIST + "_text"``: ``student_id name`` per line, a name alone gets a generated id), not both.
+    A refused line of the text refuses the body."""
+
+    LIST: ClassVar[str]
+    _entries: list[dict] | None = PrivateAttr(None)
+    _generated: list[dict] = PrivateAttr(default_factory=list)
+
+    @model_validator(mode="after")
+    def _read_students(self):
+        items, text = getattr(self, self.LIST), getattr(self, f"{self.LIST}_text")
+        if items is not None and text is not None:
+            raise ValueError(f"give {self.LIST} or {self.LIST}_text, not both")
+        if text is not None:
+            report = parse_roster_text(text)
+            if report.rejected:
+                lines = "; ".join(f"line {r['row']}: {r['reason']}" for r in report.rejected[:5])
+                raise ValueError(f"{self.LIST}_text: {lines}")
+            self._entries, self._generated = report.accepted, report.generated
+        elif items is not None:
+            self._entries = roster_entries(items)
+        return self
+
+    def generated(self) -> list[dict]:
+        """The ids made for name-only lines of the text: ``{row, student_id, name}``."""
+        return self._generated
+
+
+class ExamCreate(StudentsBody):
+    LIST = "roster"
     title: Annotated[str, StringConstraints(min_length=1, max_length=200)]
-    starts_at: AwareDatetime
-    ends_at: AwareDatetime
-    roster: list[StudentId | RosterEntry] | None = Field(default=None, max_length=100_000)
+    starts_at: ExamTime
+    ends_at: ExamTime
+    roster: Students | None = Field(default=None, max_length=100_000)
+    roster_text: RosterText | None = None
 
     def students(self) -> list[dict] | None:
-        return None if self.roster is None else roster_entries(self.roster)
+        """The roster's rows; None for an exam without a roster."""
+        return self._entries
 
 
 def roster_entries(items: list[str | RosterEntry]) -> list[dict]:
@@ -42,7 +96,7 @@ def roster_entries(items: list[str | RosterEntry]) -> list[dict]:
     return list(seen.values())
 
 
-class ExamSettings(Strict):
+class ExamSettings(Body):
     """Seat settings of one exam, given to legacy seats at login."""
 
     default_url: Annotated[str, StringConstraints(max_length=2000)] | None = None
@@ -50,10 +104,10 @@ class ExamSettings(Strict):
     disable_new_tabs: bool | None = None
 
 
-class ExamUpdate(Strict):
+class ExamUpdate(Body):
     title: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
-    starts_at: AwareDatetime | None = None
-    ends_at: AwareDatetime | None = None
+    starts_at: ExamTime | None = None
+    ends_at: ExamTime | None = None
     settings: ExamSettings | None = None
 
     def changes(self) -> dict:
@@ -67,24 +121,32 @@ class ExamUpdate(Strict):
         return out
 
 
-class StudentList(Strict):
-    """A list of students for a roster or the registry: ids or ``{student_id, name}``."""
+class StudentList(StudentsBody):
+    """Students for a roster or the registry: ``students`` or ``students_text``, at least one."""
 
-    students: list[StudentId | RosterEntry] = Field(min_length=1, max_length=100_000)
+    LIST = "students"
+    students: Students | None = Field(default=None, min_length=1, max_length=100_000)
+    students_text: RosterText | None = None
+
+    @model_validator(mode="after")
+    def _someone(self):
+        if not self._entries:
+            raise ValueError("students or students_text must name at least one student")
+        return self
 
     def entries(self) -> list[dict]:
-        return roster_entries(self.students)
+        return self._entries
 
 
-class Join(Strict):
+class Join(Body):
     student_id: StudentId
 
 
-class Finish(Strict):
+class Finish(Body):
     last_seq: Annotated[int, Field(ge=0, le=999_999, strict=True)] | None = None
 
 
-class ViolationIn(Strict):
+class ViolationIn(Body):
     reason: Annotated[str, StringConstraints(min_length=1, max_length=500)]
     occurred_at: Annotated[int, Field(ge=0, strict=True)] | None = None  # epoch ms, like X-Captured-At
     screenshot_id: Annotated[int, Field(ge=1, strict=True)] | None = None
@@ -95,7 +157,10 @@ def from_epoch_ms(ms: int) -> datetime:
 
 
 def parse(model: type[M], *, allow_empty: bool = False) -> M:
-    data = request.get_json(silent=True)
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError:  # nested deeper than Python's parser goes: "silent" does not catch it
+        raise BadRequest("the JSON body is nested too deeply", code="invalid_json") from None
     if data is None and allow_empty and not request.get_data(cache=True):
         data = {}
     if not isinstance(data, dict):
@@ -104,14 +169,6 @@ def parse(model: type[M], *, allow_empty: bool = False) -> M:
         return model.model_validate(data)
     except ValidationError as err:
         raise BadRequest(describe(err), code="invalid_body") from None
-
-
-def describe(err: ValidationError) -> str:
-    parts = []
-    for e in err.errors(include_url=False):
-        where = ".".join(str(p) for p in e["loc"]) or "body"
-        parts.append(f"{where}: {e['msg']}")
-    return "; ".join(parts[:5])
 
 
 def check_schedule(starts_at: datetime, ends_at: datetime) -> None:

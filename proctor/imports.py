@@ -1,0 +1,235 @@
+"""Student lists from CSV, Excel or text files: parsed and checked row by row, then written at once.
+
+A row is refused with its number and the reason; the accepted ones go into the registry (and, when
+the caller asks, onto an exam's roster).
+
+A text roster is what the original server took: one ``student_id name`` per line, separated by
+spaces or a tab, the name may have spaces. A line without an id (a name alone, or a first word
+that is no id: an id has a digit) gets a generated one (``generated_id``), listed in the report.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import re
+from dataclasses import dataclass, field
+
+from .errors import BadRequest, UnsupportedMediaType
+from .students import MAX_NAME, STUDENT_ID, upsert_students
+
+MAX_ROWS = 100_000
+# Header names compared without case, blanks, "_" or "-": "Student ID", "student_id", "studentId".
+ID_HEADERS = {"studentid", "id", "student", "studentno", "studentnumber", "number", "学号"}
+NAME_HEADERS = {"name", "studentname", "fullname", "姓名"}
+XLSX_TYPES = {
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "application/vnd.ms-excel",
+}
+CSV_TYPES = {"text/csv", "application/csv"}
+# Types that say nothing about the format: the content decides.
+UNTYPED = {"", "text/plain", "application/octet-stream", "multipart/form-data"}
+ZIP = b"PK\x03\x04"  # what an .xlsx is
+
+
+@dataclass
+class ImportReport:
+    accepted: list[dict] = field(default_factory=list)
+    rejected: list[dict] = field(default_factory=list)
+    generated: list[dict] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {
+            "accepted": len(self.accepted),
+            "rejected": self.rejected,
+            "rejected_count": len(self.rejected),
+            "generated": self.generated,
+        }
+
+
+def parse_table(data: bytes, media_type: str, filename: str = "") -> ImportReport:
+    """Rows of a CSV, XLSX or text file checked one by one; nothing is written here."""
+    if _is_xlsx(data, media_type, filename):
+        return check_rows(_xlsx_rows(data))
+    text = _decode(data)
+    return check_rows(_csv_rows(text)) if _is_csv(text, media_type, filename) else parse_roster_text(text)
+
+
+def _is_xlsx(data: bytes, media_type: str, filename: str) -> bool:
+    """By the file name, then the bytes, then the type (Windows browsers send a .csv file as
+    application/vnd.ms-excel, so the type alone does not make a workbook)."""
+    name = filename.lower()
+    if name.endswith(".xlsx") or data[:4] == ZIP:
+        return True
+    if name.endswith((".csv", ".txt")) or media_type in CSV_TYPES or media_type in UNTYPED:
+        return False
+    if media_type in XLSX_TYPES:
+        return True
+    raise UnsupportedMediaType("import a CSV (text/csv), a text roster (text/plain) or an Excel workbook (.xlsx)")
+
+
+def _is_csv(text: str, media_type: str, filename: str) -> bool:
+    """A CSV by name or type; otherwise when its first line has a comma or a semicolon, or names
+    its columns between tabs with a tab on every line (a sheet saved as text, columns in any
+    order). Anything else is a text roster."""
+    if filename.lower().endswith(".csv") or media_type in CSV_TYPES:
+        return True
+    lines = [line for line in text.splitlines()[:100] if line.strip()]
+    if not lines:
+        return False
+    if "," in lines[0] or ";" in lines[0]:
+        return True
+    return _columns(lines[0].split("\t")) is not None and all("\t" in line for line in lines)
+
+
+def _decode(data: bytes) -> str:
+    # Excel saves CSV with a BOM in UTF-8, or in a legacy code page: try UTF-8 first.
+    for encoding in ("utf-8-sig", "gb18030"):
+        try:
+            return data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    return data.decode("latin-1")
+
+
+def _csv_rows(text: str) -> list[list[str]]:
+    try:
+        dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
+    except csv.Error:
+        dialect = csv.excel
+    return [row for row in csv.reader(io.StringIO(text), dialect)]
+
+
+def _xlsx_rows(data: bytes) -> list[list[str]]:
+    from openpyxl import load_workbook
+
+    try:
+        book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except Exception as err:  # noqa: BLE001 - openpyxl raises many kinds for a broken file
+        raise BadRequest(f"not a readable Excel workbook: {type(err).__name__}", code="invalid_file") from None
+    try:
+        sheet = book.worksheets[0]
+        rows = []
+        for values in sheet.iter_rows(values_only=True):
+            rows.append(["" if v is None else _cell(v) for v in values])
+            if len(rows) > MAX_ROWS + 1:
+                break
+        return rows
+    finally:
+        book.close()
+
+
+def _cell(value) -> str:
+    # Spreadsheets store numeric ids as floats: 20230001.0 is the id 20230001.
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def _header_name(cell: str) -> str:
+    return re.sub(r"[\s_\-]", "", cell.casefold())
+
+
+def _columns(header: list[str]) -> tuple[int, int | None] | None:
+    names = [_header_name(h) for h in header]
+    id_col = next((i for i, h in enumerate(names) if h in ID_HEADERS), None)
+    if id_col is None:
+        return None
+    name_col = next((i for i, h in enumerate(names) if h in NAME_HEADERS), None)
+    return id_col, name_col
+
+
+def check_rows(rows: list[list[str]]) -> ImportReport:
+    """First row a header naming the columns, or data in the order student_id, name."""
+    if not rows:
+        return ImportReport()
+    cols = _columns(rows[0])
+    start = 2 if cols else 1
+    id_col, name_col = cols or (0, 1)
+    return _checked(list(enumerate(rows[1:] if cols else rows, start=start)), id_col, name_col)
+
+
+def _at_most_max_rows(rows: list) -> None:
+    if len(rows) > MAX_ROWS:
+        raise BadRequest(f"at most {MAX_ROWS} rows per import", code="too_many_rows")
+
+
+def _checked(numbered_rows: list[tuple[int, list[str]]], id_col: int, name_col: int | None) -> ImportReport:
+    _at_most_max_rows(numbered_rows)
+    report = ImportReport()
+    seen: set[str] = set()
+    for number, row in numbered_rows:
+        if not any(c.strip() for c in row):
+            continue  # blank lines are not worth a rejection
+        entry, reason = _check_row(row, id_col, name_col, seen)
+        if reason:
+            report.rejected.append({"row": number, "student_id": entry, "reason": reason})
+        else:
+            seen.add(entry["student_id"])
+            report.accepted.append(entry)
+    return report
+
+
+def _check_row(row, id_col, name_col, seen) -> tuple:
+    sid = row[id_col].strip() if id_col < len(row) else ""
+    name = row[name_col].strip() if name_col is not None and name_col < len(row) else ""
+    if not sid:
+        return None, "student_id is empty"
+    if not STUDENT_ID.match(sid):
+        return sid, "student_id may have only letters, digits and . @ + - _ (at most 64)"
+    if len(name) > MAX_NAME:
+        return sid, f"name is longer than {MAX_NAME} characters"
+    if sid in seen:
+        return sid, "student_id appears twice in the file; the first row was taken"
+    return {"student_id": sid, "name": name or None}, None
+
+
+# --- text rosters --------------------------------------------------------------------------------
+
+
+def parse_roster_text(text: str) -> ImportReport:
+    """A text roster checked line by line (numbers are line numbers); nothing is written here."""
+    lines = list(enumerate(text.splitlines(), start=1))
+    first = next(((n, line) for n, line in lines if line.strip()), None)
+    if first and all(_header_name(word) in ID_HEADERS | NAME_HEADERS for word in first[1].split()):
+        lines.remove(first)  # a header line such as "学号 姓名" or "student_id name"
+    split = [(n, *_id_and_name(line)) for n, line in lines if line.strip()]
+    _at_most_max_rows(split)  # before hashing names
+    taken = {sid for _, sid, _ in split if sid}
+    rows, generated = [], {}
+    for number, sid, name in split:
+        if sid is None:
+            sid = generated_id(name, taken)
+            taken.add(sid)
+            generated[sid] = number
+        rows.append((number, [sid, name]))
+    report = _checked(rows, 0, 1)
+    report.generated = [{"row": generated[e["student_id"]], **e} for e in report.accepted
+                        if e["student_id"] in generated]
+    return report
+
+
+def _id_and_name(line: str) -> tuple[str | None, str]:
+    """(id, name) of a line; (None, the whole line) when its first word is no student id."""
+    words = line.split()
+    if STUDENT_ID.match(words[0]) and re.search(r"[0-9]", words[0]):
+        return words[0], " ".join(words[1:])
+    return None, " ".join(words)
+
+
+def generated_id(name: str, taken: set[str]) -> str:
+    """``gen-`` and 8 hex digits of the name's SHA-256: readable, and the same name gets the same
+    id in every import (so importing again changes nothing). A second student of the same name in
+    one roster gets ``-2``, a third ``-3``, in the order of the lines."""
+    base = "gen-" + hashlib.sha256(" ".join(name.split()).casefold().encode()).hexdigest()[:8]
+    candidate, repeat = base, 1
+    while candidate in taken:
+        repeat += 1
+        candidate = f"{base}-{repeat}"
+    return candidate
+
+
+def import_table(data: bytes, media_type: str, filename: str = "") -> dict:
+    report = parse_table(data, media_type, filename)
+    created, updated = upsert_students(report.accepted)
+    return {**report.as_dict(), "created": created, "updated": updated, "students": report.accepted}
