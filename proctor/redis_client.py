@@ -12,20 +12,22 @@ import redis
 from .config import settings
 
 _client: redis.Redis | None = None
-_client_pid: int | None = None
+_client_key: tuple[int, str] | None = None
 
 
 def client() -> redis.Redis:
-    global _client, _client_pid
-    if _client is None or _client_pid != os.getpid():
+    """This process's client, made anew after a fork and when the settings name another Redis."""
+    global _client, _client_key
+    key = (os.getpid(), settings().redis_url)
+    if _client is None or _client_key != key:
         _client = redis.Redis.from_url(
-            settings().redis_url,
+            key[1],
             decode_responses=True,
             socket_timeout=10,
             socket_connect_timeout=5,
             health_check_interval=30,
         )
-        _client_pid = os.getpid()
+        _client_key = key
     return _client
 
 

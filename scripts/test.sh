@@ -6,8 +6,11 @@
 #   TEST_MYSQL_URL   database for the second run (default: mysql+pymysql://root@127.0.0.1:3306/test;
 #                    set it to "skip" to run on SQLite only). The database's tables are dropped.
 #                    When it does not answer, the run is skipped with a note, except under CI=true.
-#   TEST_REDIS_URL   Redis for the tests (default: redis://127.0.0.1:6379/15; that db is flushed).
+#   TEST_REDIS_URL   Redis for the tests (default: redis://127.0.0.1:6379/15; that db is flushed,
+#                    and with two test processes db 14 too, and db 13 for the operations tests).
 #                    When the default does not answer, a private redis-server is started for the run.
+#   PROCTOR_TEST_PROCESSES  test files run in this many processes at once (default 2), each with
+#                    a database (<name>_gw1 on MariaDB) and a Redis db of its own.
 #   PROCTOR_KEEP_TEST_TMP=1  keep the run's temporary directory (logs of the servers the tests
 #                    started) instead of removing it at the end; its path is printed.
 #
@@ -22,7 +25,7 @@
 # at the start.
 set -euo pipefail
 
-usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; }
 if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
   usage
   exit 0
@@ -115,10 +118,17 @@ run_suite() {
   dir="$tmp_root/$name"
   mkdir -p "$dir"
   env "${settings[@]}" TMPDIR="$dir" PROCTOR_TEST_TMP="$dir" \
-    .venv/bin/python -m pytest -q -p no:cacheprovider --basetemp="$dir/pytest" "$@" || rc=$?
+    .venv/bin/python -m pytest -q -p no:cacheprovider --basetemp="$dir/pytest" "${parallel[@]}" "$@" || rc=$?
   [[ "${PROCTOR_KEEP_TEST_TMP:-}" == 1 ]] || rm -rf --one-file-system "$dir" 2>/dev/null || true
   return "$rc"
 }
+
+# Test files run in PROCTOR_TEST_PROCESSES processes at once (default 2: most of a test's time is
+# spent waiting on Gunicorn, Celery and FFmpeg), each with its own database and Redis db.
+processes="${PROCTOR_TEST_PROCESSES:-2}"
+[[ "$processes" =~ ^[1-9][0-9]*$ ]] || die "PROCTOR_TEST_PROCESSES must be a whole number from 1, not '$processes'"
+parallel=()
+(( processes > 1 )) && parallel=(-n "$processes" --dist loadfile)
 
 echo "== tests on SQLite"
 run_suite sqlite -u TEST_DATABASE_URL -- "$@"

@@ -23,6 +23,7 @@ import zlib
 from datetime import datetime, timedelta, timezone
 from io import BytesIO
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -41,10 +42,13 @@ def install_environment() -> None:
     read them from there, and so does this process's ``proctor.config.settings()``.
 
     The database is TEST_DATABASE_URL (unset: a SQLite file in the run directory); Redis is
-    TEST_REDIS_URL (default db 15 of the local server) with a key prefix of its own.
+    TEST_REDIS_URL (default db 15 of the local server) with a key prefix of its own. Under
+    pytest-xdist each parallel process gets a database and a Redis db of its own (``gw1``: db 14
+    and database ``<name>_gw1``), so their data, queues and workers never meet.
     """
     for name in ("logs", "run", "prometheus"):
         (RUN_DIR / name).mkdir(parents=True, exist_ok=True)
+    lane = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
     os.environ.update(
         {
             "PROCTOR_DATA_DIR": str(DATA),
@@ -52,14 +56,39 @@ def install_environment() -> None:
             "PROCTOR_RUN_DIR": str(RUN_DIR / "run"),
             # Several Gunicorn workers and Celery processes: metrics are aggregated through files.
             "PROMETHEUS_MULTIPROC_DIR": str(RUN_DIR / "prometheus"),
-            "REDIS_URL": os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15"),
+            "REDIS_URL": _redis_lane(os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15"), lane),
             "PROCTOR_REDIS_PREFIX": "proctor-test:",
             "PROCTOR_ADMIN_TOKEN": ADMIN_TOKEN,
             "PROCTOR_MERGE_GRACE_S": "3",
             "PROCTOR_OFFLINE_AFTER_S": "60",
-            "DATABASE_URL": os.environ.get("TEST_DATABASE_URL") or f"sqlite:///{DATA / 'proctor.db'}",
+            "DATABASE_URL": _database_lane(os.environ.get("TEST_DATABASE_URL"), lane)
+            or f"sqlite:///{DATA / 'proctor.db'}",
         }
     )
+
+
+def _redis_lane(url: str, lane: int) -> str:
+    """The Redis db of one parallel test process: the given db for the first, one below per lane."""
+    parts = urlsplit(url)
+    db = int(parts.path.strip("/") or 0) - lane
+    if db < 0 or db == 13:  # 13 is the operations tests' own
+        raise SystemExit(f"TEST_REDIS_URL {url}: no free Redis db for parallel test process {lane}")
+    return urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, parts.fragment))
+
+
+def _database_lane(url: str | None, lane: int) -> str | None:
+    """The database of one parallel test process on a server database (created when missing)."""
+    if not url or not lane:
+        return url
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    own = make_url(url).set(database=f"{make_url(url).database}_gw{lane}")
+    server = create_engine(own.set(database=None))
+    with server.begin() as conn:
+        conn.execute(text(f"CREATE DATABASE IF NOT EXISTS `{own.database}`"))
+    server.dispose()
+    return own.render_as_string(hide_password=False)
 
 
 # --- polling and processes ------------------------------------------------------------------------

@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -23,6 +24,7 @@ from proctor.media import (
     probe,
 )
 from proctor.media.runner import _stream_lines
+from tests.helpers import wait_until
 from tests.media_helpers import (
     ffprobe_streams,
     make_clip,
@@ -357,12 +359,14 @@ def test_exhausted_time_limit_raises_timeout_and_cleans_up(clip, out_dir):
     assert_clean(out_dir)
 
 
-def test_a_process_past_its_deadline_is_killed():
-    sleeper = [sys.executable, "-c", "import time; time.sleep(30)"]
-    started = time.monotonic()
+def test_a_process_past_its_deadline_is_killed(tmp_path):
+    # Left alone the sleeper would end by itself without a timeout; the deadline must stop it.
+    pid_file = tmp_path / "pid"
+    sleeper = [sys.executable, "-c",
+               f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(600)"]
     with pytest.raises(MediaTimeout):
         list(_stream_lines(sleeper, 0.5))
-    assert time.monotonic() - started < 10
+    assert _process_state(int(pid_file.read_text())) in (None, "Z")
 
 
 def _process_state(pid: int) -> str | None:
@@ -407,14 +411,12 @@ def test_ffmpeg_dies_with_a_sigkilled_worker(clip, tmp_path):
             child = _ffmpeg_child_of(worker.pid)
             time.sleep(0.02)
         assert child is not None, "the re-encode never started"
+        # A stopped process ignores everything but SIGKILL: it cannot die of a broken pipe at its
+        # next progress write, only of the parent-death signal.
+        os.kill(child, signal.SIGSTOP)
         worker.kill()
         worker.wait()
-        killed = time.monotonic()
-        while _process_state(child) not in (None, "Z") and time.monotonic() < killed + 5:
-            time.sleep(0.01)
-        lived = time.monotonic() - killed
-        # Without PDEATHSIG ffmpeg would only die of SIGPIPE at its next progress write, if any.
-        assert lived < 0.3, f"ffmpeg outlived its worker by {lived:.1f}s"
+        wait_until(lambda: _process_state(child) in (None, "Z"), timeout=30, what="ffmpeg to die with its worker")
     finally:
         if worker.poll() is None:
             worker.kill()

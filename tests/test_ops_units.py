@@ -260,11 +260,9 @@ def test_stop_kills_what_ignores_sigterm_and_leaves_no_strays(lib):
     assert lib.start(STUBBORN).returncode == 0
     pid = lib.pid()
     assert wait_for_value(lambda: len(group_members(pid)) == 2, 10)  # bash and its sleep
-    began = time.monotonic()
-    result = lib.stop()
+    result = lib.stop()  # a hang would run into the subprocess timeout
     assert result.returncode == 0, result.stderr
     assert "killing its process group" in result.stderr
-    assert time.monotonic() - began < 15
     assert group_members(pid) == []
     assert lib.pid() is None
 
