@@ -81,10 +81,11 @@ def _database_lane(url: str | None, lane: int) -> str | None:
     if not url or not lane:
         return url
     from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
+    from sqlalchemy.engine import URL, make_url
 
     own = make_url(url).set(database=f"{make_url(url).database}_gw{lane}")
-    server = create_engine(own.set(database=None))
+    server = create_engine(URL.create(own.drivername, own.username, own.password, own.host, own.port,
+                                      query=own.query))
     with server.begin() as conn:
         conn.execute(text(f"CREATE DATABASE IF NOT EXISTS `{own.database}`"))
     server.dispose()
