@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from tests.helpers import ADMIN_TOKEN, DATA, Api, AppTransport, error_code, png_image, raw_request, sha256
+from tests.helpers import ADMIN_TOKEN, DATA, Api, AppTransport, error_code, png_image, raw_request, sha256, unique
 
 # --- exams ------------------------------------------------------------------------------------
 
@@ -445,10 +445,16 @@ def test_recording_before_merge_is_404(api):
 
 
 def test_health_names_every_dependency(api):
-    r = api.get("/health")
+    r = api.get("/health", "teacher")
     body = r.json()
     assert set(body["checks"]) == {"database", "redis", "storage", "ffmpeg"}
     assert r.status_code == 200 and body["down"] == [], body
+
+
+def test_health_tells_anyone_else_only_up_or_down(api):
+    for token in (None, "not-the-teacher"):
+        r = api.get("/health", token)
+        assert r.status_code == 200 and r.json() == {"status": "ok"}
 
 
 def test_unknown_route_is_json_404(api):
@@ -478,3 +484,25 @@ def test_crash_leftover_file_is_replaced_and_concurrent_upload_waits(api):
     assert api.session(s)["segments"] == 1
     assert stored_files(s) == ["000000.mp4"]
     assert api.upload(s, 1, b"racing").status_code == 201
+
+
+@pytest.mark.parametrize("path", [
+    "/api/exams/99999999999999999999999",
+    "/api/exams/9223372036854775808",
+    "/api/exams/0",
+    "/api/exams/007",
+    "/api/exams/%D9%A3",  # an Arabic-Indic three
+])
+def test_ids_beyond_range_or_not_ascii_are_404(api, path):
+    r = api.get(path, "teacher")
+    assert r.status_code == 404 and error_code(r) == "not_found"
+
+
+@pytest.mark.parametrize("seq", ["%C2%B2", "%E2%91%A0", "%D9%A3", "%EF%BC%93", "%F0%9D%9F%97", "0000001", "1000000"])
+def test_seqs_are_ascii_digits_in_range(api, seq):
+    exam = api.create_exam()
+    s = api.join(exam["id"], unique("u"))
+    r = api.put(f"/api/sessions/{s['session_id']}/segments/{seq}", s["token"], data=b"\x00\x00\x00\x18ftypmp42",
+                headers={"Content-Type": "video/mp4"})
+    assert r.status_code == 400 and error_code(r) == "invalid_seq", r.text
+    assert api.session(s)["segments"] == 0

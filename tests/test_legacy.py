@@ -406,7 +406,7 @@ def test_legacy_api_can_be_turned_off(app_with):
     assert client.post("/api/login", json={"student_id": "x", "student_name": "x"}).status_code == 404
     assert client.get("/api/config").status_code == 404
     # Only the seats' protocol is gone: the token API and the health check answer as ever.
-    health = client.get("/health")
+    health = client.get("/health", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
     assert health.status_code == 200 and health.get_json()["down"] == [], health.get_json()
     assert client.get("/api/exams", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).status_code == 200
 

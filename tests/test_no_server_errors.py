@@ -51,8 +51,10 @@ def path_values(rule: str) -> st.SearchStrategy[str]:
     params = re.findall(r"<(?:(\w+):)?(\w+)>", rule)
     parts = []
     for converter, _name in params:
-        if converter == "int":
-            parts.append(st.integers(min_value=10**7, max_value=2**31 - 1).map(str))
+        if converter == "id":
+            # In range (mostly no such row), and far beyond any database integer.
+            parts.append(st.one_of(st.integers(min_value=10**7, max_value=2**31 - 1),
+                                   st.integers(min_value=2**31, max_value=10**30)).map(str))
         else:
             parts.append(st.one_of(st.integers(-5, 10**7).map(str), st.text(min_size=1, max_size=20).filter(
                 lambda t: "/" not in t and t not in {".", ".."})))

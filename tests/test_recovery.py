@@ -9,7 +9,7 @@ from datetime import timedelta
 import requests
 from sqlalchemy import update
 
-from tests.helpers import DATA, error_code, free_port, start_gunicorn, start_worker, wait_worker_ready
+from tests.helpers import ADMIN_TOKEN, DATA, error_code, free_port, start_gunicorn, start_worker, wait_worker_ready
 from tests.media_helpers import make_clip
 
 
@@ -123,7 +123,9 @@ def test_health_names_redis_when_it_is_down():
     proc, base = start_gunicorn("gunicorn-no-redis.log", workers=1,
                                 REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
     try:
-        r = requests.get(f"{base}/health", timeout=10)
+        anonymous = requests.get(f"{base}/health", timeout=10)
+        assert anonymous.status_code == 503 and anonymous.json() == {"status": "down"}
+        r = requests.get(f"{base}/health", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=10)
         assert r.status_code == 503
         body = r.json()
         assert body["down"] == ["redis"] and body["checks"]["database"]["ok"] is True

@@ -2,10 +2,11 @@
 protocol (``legacy``), each rendering domain errors in its own shape."""
 from flask import Flask
 
-from . import admin, errors, exams, headers, health, legacy, metrics, ops, sessions
+from . import admin, converters, errors, exams, headers, health, legacy, metrics, ops, sessions
 
 
 def register(app: Flask) -> None:
+    app.url_map.converters["id"] = converters.IdConverter
     errors.register(app)
     headers.install(app)
     metrics.install(app)

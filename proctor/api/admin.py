@@ -100,7 +100,7 @@ def put_seat_config():
 # --- login history -----------------------------------------------------------------------------
 
 
-@bp.get("/exams/<int:exam_id>/logins")
+@bp.get("/exams/<id:exam_id>/logins")
 def login_history(exam_id: int):
     require_teacher()
     with_flag = is_true(request.args.get("flagged"))
@@ -111,7 +111,7 @@ def login_history(exam_id: int):
 # --- violations --------------------------------------------------------------------------------
 
 
-@bp.post("/sessions/<int:session_id>/violations")
+@bp.post("/sessions/<id:session_id>/violations")
 def post_violation(session_id: int):
     require_session(session_id, teacher_ok=False)
     body = parse(ViolationIn)
@@ -121,14 +121,14 @@ def post_violation(session_id: int):
     return jsonify(_with_screenshot_link(recorded)), 201
 
 
-@bp.get("/sessions/<int:session_id>/violations")
+@bp.get("/sessions/<id:session_id>/violations")
 def session_violations(session_id: int):
     require_teacher()
     found = violations.list_violations(session_id=session_id)
     return jsonify({"violations": [_with_screenshot_link(v) for v in found]})
 
 
-@bp.get("/exams/<int:exam_id>/violations")
+@bp.get("/exams/<id:exam_id>/violations")
 def exam_violations(exam_id: int):
     require_teacher()
     found = violations.list_violations(exam_id=exam_id, student_id=request.args.get("student_id") or None)
@@ -138,7 +138,7 @@ def exam_violations(exam_id: int):
 # --- screenshots -------------------------------------------------------------------------------
 
 
-@bp.post("/sessions/<int:session_id>/screenshots")
+@bp.post("/sessions/<id:session_id>/screenshots")
 def post_screenshot(session_id: int):
     """The raw image as the body (image/png or image/jpeg), like a segment upload.
 
@@ -159,14 +159,14 @@ def post_screenshot(session_id: int):
     return jsonify(_linked(shot)), 201
 
 
-@bp.get("/sessions/<int:session_id>/screenshots")
+@bp.get("/sessions/<id:session_id>/screenshots")
 def session_screenshots(session_id: int):
     require_teacher()
     shots = screenshots.list_for_session(session_id, request.args.get("kind") or None)
     return jsonify({"screenshots": [_linked(shot) for shot in shots]})
 
 
-@bp.get("/screenshots/<int:shot_id>")
+@bp.get("/screenshots/<id:shot_id>")
 def get_screenshot(shot_id: int):
     require_teacher()
     path, shot = screenshots.file_of(shot_id)
@@ -176,7 +176,7 @@ def get_screenshot(shot_id: int):
 # --- exam report and archives -------------------------------------------------------------------
 
 
-@bp.get("/exams/<int:exam_id>/archives")
+@bp.get("/exams/<id:exam_id>/archives")
 def exam_archives(exam_id: int):
     """Where ``proctor.cli archive`` moved this exam's files."""
     require_teacher()
@@ -184,7 +184,7 @@ def exam_archives(exam_id: int):
 
 
 
-@bp.get("/exams/<int:exam_id>/report.csv")
+@bp.get("/exams/<id:exam_id>/report.csv")
 def exam_report(exam_id: int):
     require_teacher()
     text = report.report_csv(exam_id)

@@ -40,6 +40,14 @@ def caller() -> Caller:
     return g.caller
 
 
+def is_teacher() -> bool:
+    """Whether the call carries the teacher token; never raises (for answers that only say more
+    to the teacher)."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), settings().admin_token.encode())
+
+
 def require_teacher() -> None:
     if not caller().is_teacher:
         raise Forbidden("this call needs the teacher token")

@@ -30,44 +30,44 @@ def list_exams():
     return jsonify({"exams": exams.list_exams()})
 
 
-@bp.get("/<int:exam_id>")
+@bp.get("/<id:exam_id>")
 def get_exam(exam_id: int):
     require_teacher()
     return jsonify(exams.exam_detail(exam_id))
 
 
-@bp.get("/<int:exam_id>/sessions")
+@bp.get("/<id:exam_id>/sessions")
 def exam_sessions(exam_id: int):
     require_teacher()
     return jsonify({"sessions": sessions.exam_sessions(exam_id)})
 
 
-@bp.post("/<int:exam_id>/end")
+@bp.post("/<id:exam_id>/end")
 def end_exam(exam_id: int):
     require_teacher()
     return jsonify(lifecycle.end_exam(exam_id))
 
 
-@bp.post("/<int:exam_id>/join")
+@bp.post("/<id:exam_id>/join")
 def join(exam_id: int):
     body = parse(Join)
     return no_store(jsonify(sessions.join(exam_id, body.student_id, request.remote_addr))), 201
 
 
-@bp.patch("/<int:exam_id>")
+@bp.patch("/<id:exam_id>")
 def update_exam(exam_id: int):
     require_teacher()
     return jsonify(lifecycle.update_exam(exam_id, parse(ExamUpdate).changes()))
 
 
-@bp.delete("/<int:exam_id>")
+@bp.delete("/<id:exam_id>")
 def delete_exam(exam_id: int):
     require_teacher()
     force = is_true(request.args.get("force"))
     return jsonify(exams.delete_exam(exam_id, force=force))
 
 
-@bp.get("/<int:exam_id>/roster")
+@bp.get("/<id:exam_id>/roster")
 def get_roster(exam_id: int):
     """Every student of the exam: the roster, whether or not they logged in, and any session of a
     student not on it."""
@@ -75,14 +75,14 @@ def get_roster(exam_id: int):
     return jsonify({"roster": attendance.exam_attendance(exam_id), "warnings": exams.overlap_warnings(exam_id)})
 
 
-@bp.post("/<int:exam_id>/roster")
+@bp.post("/<id:exam_id>/roster")
 def add_roster(exam_id: int):
     require_teacher()
     body = parse_bounded(StudentList, settings().max_import_bytes)
     return jsonify({**exams.add_to_roster(exam_id, body.entries()), "generated": body.generated()})
 
 
-@bp.delete("/<int:exam_id>/roster/<student_id>")
+@bp.delete("/<id:exam_id>/roster/<student_id>")
 def remove_roster(exam_id: int, student_id: str):
     require_teacher()
     exams.remove_from_roster(exam_id, student_id)

@@ -1,4 +1,7 @@
-"""``GET /health``: liveness plus a check of every dependency, 503 naming what is down."""
+"""``GET /health``: liveness plus a check of every dependency, 503 when one is down.
+
+Anyone (a load balancer, a monitor) learns up or down; what is down and why (connection errors
+can name hosts and ports) only the teacher token."""
 from __future__ import annotations
 
 import shutil
@@ -9,6 +12,7 @@ from sqlalchemy import text
 from .. import redis_client, storage
 from ..config import settings
 from ..db import engine
+from .auth import is_teacher
 
 bp = Blueprint("health", __name__)
 
@@ -51,5 +55,7 @@ def run_checks() -> dict[str, dict]:
 def health():
     checks = run_checks()
     down = [name for name, result in checks.items() if not result["ok"]]
-    body = {"status": "ok" if not down else "down", "down": down, "checks": checks}
+    body = {"status": "ok" if not down else "down"}
+    if is_teacher():
+        body.update(down=down, checks=checks)
     return jsonify(body), 503 if down else 200

@@ -18,7 +18,7 @@ bp = Blueprint("sessions", __name__, url_prefix="/api/sessions")
 SHA256_HEX = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
-@bp.post("/<int:session_id>/heartbeat")
+@bp.post("/<id:session_id>/heartbeat")
 def heartbeat(session_id: int):
     require_session(session_id, teacher_ok=False)
     tracked = presence.heartbeat(session_id)
@@ -32,7 +32,7 @@ def heartbeat(session_id: int):
     )
 
 
-@bp.put("/<int:session_id>/segments/<seq>")
+@bp.put("/<id:session_id>/segments/<seq>")
 def put_segment(session_id: int, seq: str):
     require_session(session_id, teacher_ok=False)
     upload = segments.Upload(
@@ -54,7 +54,8 @@ def put_segment(session_id: int, seq: str):
 
 
 def _seq(raw: str) -> int:
-    if not raw.isdigit() or int(raw) > segments.MAX_SEQ:
+    # ASCII digits only: "٣" or "３" are digits to Python's int() and would land on seq 3.
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 6 or int(raw) > segments.MAX_SEQ:
         raise BadRequest(f"seq must be an integer from 0 to {segments.MAX_SEQ}", code="invalid_seq")
     return int(raw)
 
@@ -76,27 +77,27 @@ def _claimed_sha256() -> str | None:
     return raw.strip().lower()
 
 
-@bp.get("/<int:session_id>")
+@bp.get("/<id:session_id>")
 def get_session(session_id: int):
     require_session(session_id, teacher_ok=True)
     return jsonify(sessions.session_view(session_id))
 
 
-@bp.post("/<int:session_id>/finish")
+@bp.post("/<id:session_id>/finish")
 def finish(session_id: int):
     require_session(session_id, teacher_ok=True)
     body = parse(Finish, allow_empty=True)
     return jsonify(sessions.finish(session_id, body.last_seq, client_addr=request.remote_addr)), 202
 
 
-@bp.post("/<int:session_id>/merge")
+@bp.post("/<id:session_id>/merge")
 def merge_again(session_id: int):
     require_teacher()
     sessions.requeue_merge(session_id)
     return jsonify(sessions.session_view(session_id)), 202
 
 
-@bp.get("/<int:session_id>/recording")
+@bp.get("/<id:session_id>/recording")
 def recording(session_id: int):
     require_session(session_id, teacher_ok=True)
     row = sessions.recording_row(session_id)
