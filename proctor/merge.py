@@ -207,13 +207,7 @@ def _gaps(session_id: int, last_seq: int | None, runs: list) -> list:
     A token-API session counts from 0 up to its ``last_seq``; a seat run from 0 or 1 (whichever
     it used) up to the highest seq it sent.
     """
-    with engine().connect() as conn:
-        rows = conn.execute(
-            select(segments_t.c.run, segments_t.c.seq).where(segments_t.c.session_id == session_id)
-        ).all()
-    by_run: dict[int, set[int]] = {}
-    for r in rows:
-        by_run.setdefault(r.run, set()).add(r.seq)
+    by_run = segments.seqs_by_run(session_id)
     seat = bool(runs)
     if not seat and last_seq is not None:
         by_run.setdefault(0, set())

@@ -184,9 +184,8 @@ def seat_runs_of(session_id: int) -> list:
         ).all()
 
 
-def runs(session_id: int) -> list[dict]:
-    """A desktop seat's runs (one per login) with what each sent and what is missing in it."""
-    logged_in = seat_runs_of(session_id)
+def seqs_by_run(session_id: int) -> dict[int, set[int]]:
+    """Every seq a session ever stored (merged ones too), grouped by run."""
     with engine().connect() as conn:
         rows = conn.execute(
             select(segments.c.run, segments.c.seq).where(segments.c.session_id == session_id)
@@ -194,6 +193,13 @@ def runs(session_id: int) -> list[dict]:
     by_run: dict[int, set[int]] = {}
     for r in rows:
         by_run.setdefault(r.run, set()).add(r.seq)
+    return by_run
+
+
+def runs(session_id: int) -> list[dict]:
+    """A desktop seat's runs (one per login) with what each sent and what is missing in it."""
+    logged_in = seat_runs_of(session_id)
+    by_run = seqs_by_run(session_id)
     out = []
     for run in logged_in:
         seqs = by_run.get(run.run, set())
