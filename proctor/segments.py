@@ -36,7 +36,7 @@ class Upload:
 
 def store_segment(session_id: int, upload: Upload, body: BinaryIO) -> tuple[bool, dict]:
     """Store one segment; returns (created, segment info). Same bytes again is not an error."""
-    _check_session(session_id)
+    state = _session_state(session_id)
     final = storage.segment_path(session_id, upload.run, upload.seq, upload.media_type)
     staged = storage.stage_stream(body, final.parent, upload.length)
     try:
@@ -48,7 +48,8 @@ def store_segment(session_id: int, upload: Upload, body: BinaryIO) -> tuple[bool
         stored = _publish_segment(session_id, upload, staged, final)
     finally:
         storage.discard(staged.path)
-    _merge_again_if_merged(session_id, upload)
+    if state in states.MERGED_ALREADY:  # the common upload, to an open session, writes nothing more
+        _merge_again(session_id, upload)
     return stored
 
 
@@ -59,16 +60,17 @@ def _bad_checksum(claimed: str, actual: str) -> BadRequest:
     )
 
 
-def _check_session(session_id: int) -> None:
+def _session_state(session_id: int) -> str:
     with engine().connect() as conn:
-        found = conn.execute(select(sessions.c.id).where(sessions.c.id == session_id)).first()
-    if found is None:
+        state = conn.execute(select(sessions.c.state).where(sessions.c.id == session_id)).scalar()
+    if state is None:
         raise NotFound(f"session {session_id} does not exist")
+    return state
 
 
-def _merge_again_if_merged(session_id: int, upload: Upload) -> None:
-    """A segment the last merge did not have: merge the session again (a merge still to come or
-    running finds it itself)."""
+def _merge_again(session_id: int, upload: Upload) -> None:
+    """A segment the last merge did not have: merge the session again. (A merge still to come
+    finds it itself; one running now sees it when it ends.)"""
     note = f"segment {label(upload.run, upload.seq)} arrived after the merge"
     with engine().begin() as conn:
         again = states.merge_again(conn, session_id, note)

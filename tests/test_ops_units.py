@@ -279,7 +279,9 @@ def test_cold_mode_sends_sigquit_before_sigkill(lib):
 
 
 def test_start_fails_clearly_when_the_process_exits(lib):
-    result = lib.start("echo boom-from-daemon; exit 3")
+    # Never ready: with an instant check a loaded machine could call the daemon ready before it
+    # had time to exit.
+    result = lib.start("echo boom-from-daemon; exit 3", ready=("false",), env={"PROCTOR_START_TIMEOUT_S": "60"})
     assert result.returncode == 1
     assert "exited while starting" in result.stderr
     assert "boom-from-daemon" in result.stderr  # the end of its log is shown

@@ -20,20 +20,29 @@ class Caller:
     session_id: int | None = None
 
 
+def _header_token() -> str:
+    """The Bearer token of the Authorization header, or ""."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+def _is_admin_token(token: str) -> bool:
+    return hmac.compare_digest(token.encode(), settings().admin_token.encode())
+
+
 def _bearer() -> str:
     if any(name in request.args for name in QUERY_TOKEN_NAMES):
         raise Unauthorized("tokens are accepted only in the Authorization header")
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = _header_token()
+    if not token:
         raise Unauthorized("missing Authorization: Bearer token")
-    return token.strip()
+    return token
 
 
 def caller() -> Caller:
     if "caller" not in g:
         token = _bearer()
-        if hmac.compare_digest(token.encode(), settings().admin_token.encode()):
+        if _is_admin_token(token):
             g.caller = Caller(is_teacher=True)
         else:
             g.caller = Caller(is_teacher=False, session_id=session_for_token(token))
@@ -43,9 +52,8 @@ def caller() -> Caller:
 def is_teacher() -> bool:
     """Whether the call carries the teacher token; never raises (for answers that only say more
     to the teacher)."""
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), settings().admin_token.encode())
+    token = _header_token()
+    return bool(token) and _is_admin_token(token)
 
 
 def require_teacher() -> None:
