@@ -59,6 +59,18 @@ class InsufficientStorage(ProctorError):
     status, code = 507, "insufficient_storage"
 
 
+class DatabaseUnavailable(ProctorError):
+    """The database cannot be reached (stopped, restarting, frozen, out of connections): the same
+    call may succeed later, so both front doors answer 503 with Retry-After."""
+
+    status, code = 503, "database_unavailable"
+    RETRY_AFTER_S = 5
+
+    def __init__(self, message: str = "the database is unavailable; retry later"):
+        super().__init__(message)
+        self.retry_after = self.RETRY_AFTER_S
+
+
 
 def describe(err) -> str:
     """A pydantic ``ValidationError`` as one line naming each field (at most five), for a 400."""

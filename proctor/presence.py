@@ -5,6 +5,9 @@ The status check takes the stale end of it by score (cost grows with what change
 many students are connected), moves those sessions to an ``offline`` set and records the change in
 the database. The next heartbeat of an offline session finds it in that set and records it
 back online. Last-heartbeat times reach the database in batches from the status check.
+
+A heartbeat works while the database is away: a presence change it cannot write then waits in
+Redis, and the next sweep writes it (with its own time) before any newer change.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from sqlalchemy import bindparam, select, update
 from . import redis_client, states
 from .clock import utcnow
 from .db import engine
+from .errors import DatabaseUnavailable
 from .schema import presence_events, sessions
 
 # Only sessions whose heartbeat is still older than the cutoff move, atomically, so a heartbeat
@@ -41,6 +45,14 @@ end
 if redis.call('zscore', KEYS[1], ARGV[1]) then
   redis.call('zadd', KEYS[1], ARGV[2], ARGV[1])
   return 1
+end
+return 0
+"""
+
+# Forget a deferred change only if no newer one replaced it meanwhile.
+_FORGET_IF_SAME = """
+if redis.call('hget', KEYS[1], ARGV[1]) == ARGV[2] then
+  return redis.call('hdel', KEYS[1], ARGV[1])
 end
 return 0
 """
@@ -75,7 +87,7 @@ def heartbeat(session_id: int) -> bool:
     if outcome == 0 and reseed_if_lost():  # Redis lost the sets since the last status check
         outcome = redis_client.client().eval(_HEARTBEAT, 2, hb, offline, str(session_id), time.time())
     if outcome == 2:
-        record_change([session_id], "online")
+        _record_or_defer([session_id], "online")
     return outcome != 0
 
 
@@ -96,10 +108,10 @@ def insert_event(conn, session_id: int, kind: str, at: datetime) -> None:
     conn.execute(presence_events.insert().values(session_id=session_id, kind=kind, at=at))
 
 
-def record_change(session_ids: list[int], kind: str) -> list[int]:
+def record_change(session_ids: list[int], kind: str, at: datetime | None = None) -> list[int]:
     """Write a presence change and its events; returns the sessions whose presence really changed."""
     changed = []
-    now = utcnow()
+    now = at or utcnow()
     with engine().begin() as conn:
         for sid in session_ids:
             result = conn.execute(
@@ -116,8 +128,37 @@ def record_change(session_ids: list[int], kind: str) -> list[int]:
     return changed
 
 
+def _pending_key() -> str:
+    return redis_client.key("presence", "pending")
+
+
+def _record_or_defer(session_ids: list[int], kind: str) -> None:
+    """``record_change``, or, while the database is away, keep the change in Redis for the next
+    sweep: the presence in Redis has already changed and the caller's answer stands."""
+    try:
+        record_change(session_ids, kind)
+    except DatabaseUnavailable:
+        entry = f"{kind} {time.time()}"
+        redis_client.client().hset(_pending_key(), mapping={str(sid): entry for sid in session_ids})
+
+
+def _record_deferred() -> int:
+    """Write the presence changes an outage kept in Redis, oldest first; returns how many."""
+    r = redis_client.client()
+    pending = r.hgetall(_pending_key())
+    for sid, entry in sorted(pending.items(), key=lambda item: float(item[1].split()[1])):
+        kind, at = entry.split()
+        record_change([int(sid)], kind, at=datetime.fromtimestamp(float(at), timezone.utc))
+        r.eval(_FORGET_IF_SAME, 1, _pending_key(), sid, entry)
+    return len(pending)
+
+
 def sweep_offline(offline_after_s: int, now: float | None = None, batch: int = 10000) -> list[int]:
-    """Mark sessions silent for longer than ``offline_after_s`` offline; returns them."""
+    """Mark sessions silent for longer than ``offline_after_s`` offline; returns them.
+
+    Changes deferred by a database outage are written first, so a newer one is never overwritten
+    by an older one."""
+    _record_deferred()
     hb, offline = _keys()
     cutoff = (now or time.time()) - offline_after_s
     moved: list[int] = []
@@ -127,7 +168,7 @@ def sweep_offline(offline_after_s: int, now: float | None = None, batch: int = 1
         if len(chunk) < batch:
             break
     if moved:
-        record_change(moved, "offline")
+        _record_or_defer(moved, "offline")
     return moved
 
 

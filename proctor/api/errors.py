@@ -4,9 +4,10 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, jsonify
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
-from ..errors import ProctorError
+from ..errors import DatabaseUnavailable, ProctorError
 
 log = logging.getLogger(__name__)
 
@@ -17,10 +18,18 @@ def error_response(status: int, code: str, message: str):
     return response
 
 
+def database_busy(_err: PoolTimeout) -> DatabaseUnavailable:
+    """No pooled connection came free in time (a frozen database holds them all): an outage too,
+    answered as one by each front door (503, Retry-After)."""
+    return DatabaseUnavailable("no database connection came free in time; retry later")
+
+
 def register(app: Flask) -> None:
     @app.errorhandler(ProctorError)
     def _domain(err: ProctorError):
         return error_response(err.status, err.code, err.message)
+
+    app.register_error_handler(PoolTimeout, lambda err: _domain(database_busy(err)))
 
     @app.errorhandler(HTTPException)
     def _http(err: HTTPException):

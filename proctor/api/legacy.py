@@ -17,6 +17,7 @@ from flask import Blueprint, Flask, jsonify, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from pydantic import Field, StringConstraints, ValidationError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import HTTPException
 
@@ -24,6 +25,7 @@ from .. import clock, filetypes, legacy, metrics, seat_settings, storage, studen
 from ..config import settings
 from ..errors import BadRequest, ProctorError, UnsupportedMediaType
 from . import drivers
+from .errors import database_busy
 from .uploads import body_length
 from .validation import Body, StudentId, describe
 
@@ -83,6 +85,11 @@ def seat_error(status: int, message: str):
 @bp.errorhandler(ProctorError)
 def _domain(err: ProctorError):
     return seat_error(err.status, err.message)
+
+
+@bp.errorhandler(PoolTimeout)
+def _database_busy(err: PoolTimeout):
+    return _domain(database_busy(err))
 
 
 @bp.errorhandler(HTTPException)
