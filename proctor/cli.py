@@ -26,7 +26,7 @@ import json
 import sys
 from pathlib import Path
 
-from . import archive, exams, imports, media, report, seat_settings
+from . import archive, imports, media, report, seat_settings
 from .config import settings
 from .errors import ProctorError
 
@@ -46,11 +46,7 @@ def _export(args) -> dict | None:
 
 def _import(args) -> dict:
     path = Path(args.file)
-    result = imports.import_table(path.read_bytes(), "", path.name)
-    if args.exam_id is not None and result["students"]:
-        result["roster"] = exams.add_to_roster(args.exam_id, result["students"])
-    result.pop("students")
-    return result
+    return imports.import_table(path.read_bytes(), "", path.name, args.exam_id)
 
 
 def _seat_config_import(args) -> dict:

@@ -34,6 +34,31 @@ def seat_time(moment: datetime) -> str:
     return moment.astimezone(settings().timezone).strftime(SEAT_FORMAT)
 
 
+# The times proctor keeps: far enough inside datetime's years that a grace or a retention added to
+# one cannot overflow, and inside what MariaDB's DATETIME stores.
+EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
+LATEST = datetime(9000, 1, 1, tzinfo=timezone.utc)
+
+
+def in_range(moment: datetime) -> datetime:
+    """An aware time as UTC; ValueError when it is outside EARLIEST..LATEST (a year-1 time at
+    +14:00 is not even a year in UTC)."""
+    try:
+        utc = moment.astimezone(timezone.utc)
+    except (OverflowError, ValueError):
+        utc = None
+    if utc is None or not EARLIEST <= utc <= LATEST:
+        raise ValueError(f"must be between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d} (UTC)")
+    return utc
+
+
+def from_epoch_ms(ms: int) -> datetime:
+    """Epoch milliseconds as an aware UTC time; ValueError outside EARLIEST..LATEST."""
+    if not 0 <= ms <= LATEST.timestamp() * 1000:
+        raise ValueError(f"must be epoch milliseconds from 0 to {int(LATEST.timestamp() * 1000)}")
+    return datetime.fromtimestamp(ms / 1000, timezone.utc)
+
+
 def in_office_zone(moment: datetime) -> datetime:
     """An aware time: a naive one is read as the exam office's local time."""
     if moment.tzinfo is None:
@@ -48,13 +73,16 @@ def parse_time(raw: str | None) -> datetime | None:
     if raw is None or not str(raw).strip():
         return None
     text = str(raw).strip()
-    if EPOCH.match(text):
-        value = float(text)
-        return datetime.fromtimestamp(value / 1000 if value > 1e11 else value, timezone.utc)
-    moment = _parse_text_time(text)
-    if moment is None:
-        raise BadRequest(f"timestamp {text[:40]!r} is not a date and time", code="invalid_timestamp")
-    return in_office_zone(moment).astimezone(timezone.utc)
+    try:
+        if EPOCH.match(text):
+            value = float(text)
+            return from_epoch_ms(round(value if value > 1e11 else value * 1000))
+        moment = _parse_text_time(text)
+        if moment is None:
+            raise ValueError("is not a date and time")
+        return in_range(in_office_zone(moment))
+    except ValueError as err:
+        raise BadRequest(f"timestamp {text[:40]!r} {err}", code="invalid_timestamp") from None
 
 
 def _parse_text_time(text: str) -> datetime | None:

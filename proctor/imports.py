@@ -1,7 +1,14 @@
 """Student lists from CSV, Excel or text files: parsed and checked row by row, then written at once.
 
 A row is refused with its number and the reason; the accepted ones go into the registry (and, when
-the caller asks, onto an exam's roster).
+the caller asks, onto an exam's roster). Nothing is written before everything was checked, the
+exam included: a refused import changes nothing.
+
+What an import may cost is bounded by what it is, not by what it claims to be: a workbook's parts
+are measured uncompressed before openpyxl opens it (a zip of a few KB can hold gigabytes of XML),
+only ``MAX_COLUMNS`` columns are read and only the student id and name are kept of each row, and
+the answer lists at most ``MAX_REPORTED`` refused rows (with the count of the others) and quotes
+at most ``MAX_QUOTED`` characters of each.
 
 A text roster is what the original server took: one ``student_id name`` per line, separated by
 spaces or a tab, the name may have spaces. A line without an id (a name alone, or a first word
@@ -13,12 +20,26 @@ import csv
 import hashlib
 import io
 import re
+import zipfile
 from dataclasses import dataclass, field
+from itertools import islice
+from typing import Iterable
 
-from .errors import BadRequest, UnsupportedMediaType
+from openpyxl import load_workbook
+
+from .db import engine
+from .errors import BadRequest, TooLarge, UnsupportedMediaType
+from .exams import add_to_roster, get_exam_row
 from .students import MAX_NAME, STUDENT_ID, upsert_students
 
 MAX_ROWS = 100_000
+MAX_REPORTED = 100  # refused rows listed in an answer; the rest are counted
+MAX_QUOTED = 80  # characters of a refused cell quoted back
+# A workbook, uncompressed: in all, and any part but a worksheet (which is read as a stream;
+# shared strings and styles are loaded whole). A roster of 100,000 students is about a tenth.
+MAX_XLSX_EXPANDED = 64 * 1024 * 1024
+MAX_XLSX_PART = 16 * 1024 * 1024
+MAX_COLUMNS = 32  # where a header may name the id and name columns
 # Header names compared without case, blanks, "_" or "-": "Student ID", "student_id", "studentId".
 ID_HEADERS = {"studentid", "id", "student", "studentno", "studentnumber", "number", "学号"}
 NAME_HEADERS = {"name", "studentname", "fullname", "姓名"}
@@ -41,8 +62,9 @@ class ImportReport:
     def as_dict(self) -> dict:
         return {
             "accepted": len(self.accepted),
-            "rejected": self.rejected,
+            "rejected": self.rejected[:MAX_REPORTED],
             "rejected_count": len(self.rejected),
+            "rejected_unlisted": max(0, len(self.rejected) - MAX_REPORTED),
             "generated": self.generated,
         }
 
@@ -50,7 +72,7 @@ class ImportReport:
 def parse_table(data: bytes, media_type: str, filename: str = "") -> ImportReport:
     """Rows of a CSV, XLSX or text file checked one by one; nothing is written here."""
     if _is_xlsx(data, media_type, filename):
-        return check_rows(_xlsx_rows(data))
+        return _xlsx_report(data)
     text = _decode(data)
     return check_rows(_csv_rows(text)) if _is_csv(text, media_type, filename) else parse_roster_text(text)
 
@@ -92,31 +114,44 @@ def _decode(data: bytes) -> str:
     return data.decode("latin-1")
 
 
-def _csv_rows(text: str) -> list[list[str]]:
+def _csv_rows(text: str) -> Iterable[list[str]]:
     try:
         dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
     except csv.Error:
         dialect = csv.excel
-    return [row for row in csv.reader(io.StringIO(text), dialect)]
+    return csv.reader(io.StringIO(text), dialect)
 
 
-def _xlsx_rows(data: bytes) -> list[list[str]]:
-    from openpyxl import load_workbook
-
+def _xlsx_report(data: bytes) -> ImportReport:
+    _check_expanded_size(data)
     try:
         book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except Exception as err:  # noqa: BLE001 - openpyxl raises many kinds for a broken file
         raise BadRequest(f"not a readable Excel workbook: {type(err).__name__}", code="invalid_file") from None
     try:
-        sheet = book.worksheets[0]
-        rows = []
-        for values in sheet.iter_rows(values_only=True):
-            rows.append(["" if v is None else _cell(v) for v in values])
-            if len(rows) > MAX_ROWS + 1:
-                break
-        return rows
+        # A sheet's dimension may claim 16,384 columns: read-only mode pads every row to it.
+        values = book.worksheets[0].iter_rows(max_col=MAX_COLUMNS, max_row=MAX_ROWS + 2, values_only=True)
+        return check_rows(["" if v is None else _cell(v) for v in row] for row in values)
+    except (KeyError, ValueError, TypeError, zipfile.BadZipFile) as err:  # a part missing or broken
+        raise BadRequest(f"not a readable Excel workbook: {type(err).__name__}", code="invalid_file") from None
     finally:
         book.close()
+
+
+def _check_expanded_size(data: bytes) -> None:
+    """Refuse a workbook whose parts are too large uncompressed, before anything inflates them.
+    (zipfile stops reading a part at its declared size, so the declaration binds.)"""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as book:
+            parts = book.infolist()
+    except (zipfile.BadZipFile, ValueError, EOFError) as err:
+        raise BadRequest(f"not a readable Excel workbook: {type(err).__name__}", code="invalid_file") from None
+    if sum(p.file_size for p in parts) > MAX_XLSX_EXPANDED:
+        raise TooLarge(f"the workbook is larger than {MAX_XLSX_EXPANDED} bytes uncompressed", code="file_too_large")
+    for part in parts:
+        if part.file_size > MAX_XLSX_PART and not part.filename.startswith("xl/worksheets/"):
+            raise TooLarge(f"the workbook's {part.filename[:80]} is larger than {MAX_XLSX_PART} bytes uncompressed",
+                           code="file_too_large")
 
 
 def _cell(value) -> str:
@@ -139,14 +174,34 @@ def _columns(header: list[str]) -> tuple[int, int | None] | None:
     return id_col, name_col
 
 
-def check_rows(rows: list[list[str]]) -> ImportReport:
-    """First row a header naming the columns, or data in the order student_id, name."""
-    if not rows:
+def check_rows(rows: Iterable[list[str]]) -> ImportReport:
+    """First row a header naming the columns, or data in the order student_id, name.
+
+    Rows are read one at a time and only their id and name kept: a row may have many columns.
+    """
+    rows = iter(rows)
+    first = next(rows, None)
+    if first is None:
         return ImportReport()
-    cols = _columns(rows[0])
-    start = 2 if cols else 1
+    cols = _columns(first[:MAX_COLUMNS])
     id_col, name_col = cols or (0, 1)
-    return _checked(list(enumerate(rows[1:] if cols else rows, start=start)), id_col, name_col)
+    data = rows if cols else _chained(first, rows)
+    kept = [_id_and_name_cells(row, id_col, name_col) for row in islice(data, MAX_ROWS + 1)]
+    return _checked(list(enumerate(kept, start=2 if cols else 1)), 0, 1)
+
+
+def _chained(first: list[str], rest: Iterable[list[str]]) -> Iterable[list[str]]:
+    yield first
+    yield from rest
+
+
+def _id_and_name_cells(row: list[str], id_col: int, name_col: int | None) -> list[str]:
+    # A blank row stays blank; the other columns are never looked at again.
+    return [_cell_at(row, id_col), _cell_at(row, name_col)]
+
+
+def _cell_at(row: list[str], col: int | None) -> str:
+    return row[col] if col is not None and col < len(row) else ""
 
 
 def _at_most_max_rows(rows: list) -> None:
@@ -176,7 +231,7 @@ def _check_row(row, id_col, name_col, seen) -> tuple:
     if not sid:
         return None, "student_id is empty"
     if not STUDENT_ID.match(sid):
-        return sid, "student_id may have only letters, digits and . @ + - _ (at most 64)"
+        return _quoted(sid), "student_id may have only letters, digits and . @ + - _ (at most 64)"
     if len(name) > MAX_NAME:
         return sid, f"name is longer than {MAX_NAME} characters"
     if sid in seen:
@@ -229,7 +284,22 @@ def generated_id(name: str, taken: set[str]) -> str:
     return candidate
 
 
-def import_table(data: bytes, media_type: str, filename: str = "") -> dict:
+def _quoted(cell: str) -> str:
+    return cell if len(cell) <= MAX_QUOTED else cell[:MAX_QUOTED] + "…"
+
+
+def import_table(data: bytes, media_type: str, filename: str = "", exam_id: int | None = None) -> dict:
+    """Put a file's students into the registry and, with ``exam_id``, onto that exam's roster.
+
+    The exam is looked up in the transaction that writes the registry, so an unknown exam (404)
+    leaves the registry as it was.
+    """
     report = parse_table(data, media_type, filename)
-    created, updated = upsert_students(report.accepted)
-    return {**report.as_dict(), "created": created, "updated": updated, "students": report.accepted}
+    with engine().begin() as conn:
+        if exam_id is not None:
+            get_exam_row(conn, exam_id)
+        created, updated = upsert_students(report.accepted, conn)
+    answer = {**report.as_dict(), "created": created, "updated": updated}
+    if exam_id is not None:
+        answer["roster"] = add_to_roster(exam_id, report.accepted)
+    return answer

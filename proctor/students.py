@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Connection, delete, insert, select, update
 
 from .clock import utcnow
 from .db import engine
@@ -52,30 +52,32 @@ def list_students() -> list[dict]:
         return [student_dict(r) for r in conn.execute(select(students).order_by(students.c.student_id))]
 
 
-def upsert_students(entries: list[dict]) -> tuple[int, int]:
-    """Add or rename students; returns (created, updated)."""
+def upsert_students(entries: list[dict], conn: Connection | None = None) -> tuple[int, int]:
+    """Add or rename students in one transaction (``conn``'s, when given); returns (created, updated)."""
+    if conn is None:
+        with engine().begin() as own:
+            return upsert_students(entries, own)
     created = updated = 0
     now = utcnow()
-    with engine().begin() as conn:
-        known = {
-            r.student_id: r.name
-            for r in conn.execute(
-                select(students.c.student_id, students.c.name).where(
-                    students.c.student_id.in_([e["student_id"] for e in entries])
-                )
+    known = {
+        r.student_id: r.name
+        for r in conn.execute(
+            select(students.c.student_id, students.c.name).where(
+                students.c.student_id.in_([e["student_id"] for e in entries])
             )
-        } if entries else {}
-        for e in entries:
-            if e["student_id"] not in known:
-                conn.execute(insert(students).values(**e, created_at=now, updated_at=now))
-                created += 1
-            elif e.get("name") and known[e["student_id"]] != e["name"]:
-                conn.execute(
-                    update(students)
-                    .where(students.c.student_id == e["student_id"])
-                    .values(name=e["name"], updated_at=now)
-                )
-                updated += 1
+        )
+    } if entries else {}
+    for e in entries:
+        if e["student_id"] not in known:
+            conn.execute(insert(students).values(**e, created_at=now, updated_at=now))
+            created += 1
+        elif e.get("name") and known[e["student_id"]] != e["name"]:
+            conn.execute(
+                update(students)
+                .where(students.c.student_id == e["student_id"])
+                .values(name=e["name"], updated_at=now)
+            )
+            updated += 1
     return created, updated
 
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request, send_file, url_for
 
 from .. import archive, exams, imports, logins, report, screenshots, seat_settings, students, violations
+from ..clock import from_epoch_ms
 from ..config import is_true, settings
 from ..errors import BadRequest, ProctorError, UnsupportedMediaType
 from .auth import require_session, require_teacher
+from .converters import MAX_ID
 from .uploads import body_length, captured_at_header, drain, parse_bounded
-from .validation import StudentList, ViolationIn, from_epoch_ms, parse
+from .validation import StudentList, ViolationIn, parse
 
 bp = Blueprint("admin", __name__, url_prefix="/api")
 
@@ -58,16 +60,23 @@ def delete_student(student_id: str):
 def import_students():
     """A CSV, .xlsx or text roster file, as the raw body or as the multipart field ``file``.
 
-    ``?exam_id=N`` also puts every accepted student on that exam's roster.
+    ``?exam_id=N`` also puts every accepted student on that exam's roster; an unknown exam
+    changes nothing.
     """
     require_teacher()
-    exam_id = request.args.get("exam_id", type=int)
+    exam_id = _exam_id_arg()
     data, media_type, filename = _import_body()
-    report = imports.import_table(data, media_type, filename)
-    if exam_id is not None:
-        entries = [{"student_id": s["student_id"], "name": s["name"]} for s in report["students"]]
-        report["roster"] = exams.add_to_roster(exam_id, entries) if entries else {"added": [], "warnings": []}
-    return jsonify(report)
+    return jsonify(imports.import_table(data, media_type, filename, exam_id))
+
+
+def _exam_id_arg() -> int | None:
+    # Not ``type=int``: it turns "abc" into no exam at all, and "٣" into exam 3.
+    raw = request.args.get("exam_id")
+    if raw is None:
+        return None
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 10 or not 1 <= int(raw) <= MAX_ID:
+        raise BadRequest("exam_id must be an exam's id", code="invalid_exam_id")
+    return int(raw)
 
 
 def _import_body() -> tuple[bytes, str, str]:

@@ -19,11 +19,11 @@ from flask_limiter.util import get_remote_address
 from pydantic import Field, StringConstraints, ValidationError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.datastructures import FileStorage
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from .. import clock, filetypes, legacy, metrics, seat_settings, storage, students
 from ..config import settings
-from ..errors import BadRequest, ProctorError, UnsupportedMediaType
+from ..errors import BadRequest, ProctorError, TooLarge, UnsupportedMediaType
 from . import drivers
 from .errors import database_busy
 from .uploads import body_length
@@ -136,13 +136,28 @@ class ViolationFields(ImageFields):
     reason: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
 
 
-def _fields(model):
-    """JSON as the protocol says, or form fields (multipart calls, and lenient seats)."""
-    if request.mimetype != "multipart/form-data":
-        request.max_content_length = FORM_SLACK  # a few fields: nothing bigger is read
-    data = request.get_json(silent=True) if request.is_json else None
-    if data is None:
-        data = request.form.to_dict()
+def _fields(model, *, with_file: bool = False):
+    """JSON as the protocol says, or form fields (multipart calls, and lenient seats).
+
+    Only a multipart body of a call that takes a file (``with_file``: its size was bounded by
+    ``body_length``) may be larger than FORM_SLACK; any other body is a few fields, refused beyond
+    that before it is read, and may carry no file (nothing is spooled to disk for a heartbeat).
+    """
+    multipart = request.mimetype == "multipart/form-data"
+    if not (with_file and multipart):
+        if (request.content_length or 0) > FORM_SLACK:
+            raise TooLarge(f"the body of this call may be at most {FORM_SLACK} bytes")
+        request.max_content_length = FORM_SLACK  # also ends a chunked body there
+    try:
+        data = request.get_json(silent=True) if request.is_json else None
+        if data is None:
+            data = request.form.to_dict()
+    except RequestEntityTooLarge:
+        raise TooLarge(f"the body of this call may be at most {FORM_SLACK} bytes") from None
+    except RecursionError:  # "silent" does not catch it
+        raise BadRequest("the JSON body is nested too deeply") from None
+    if multipart and not with_file and request.files:
+        raise BadRequest("this call takes no file")
     if not isinstance(data, dict):
         raise BadRequest("the body must be a JSON object")
     try:
@@ -225,7 +240,7 @@ def logout():
 @bp.post("/screen_recording")
 def screen_recording():
     body_length(settings().max_segment_bytes, "segment", framing=FORM_SLACK)
-    fields = _fields(RecordingFields)
+    fields = _fields(RecordingFields, with_file=True)
     seat = _seat(fields)
     part = request.files.get("video")
     if part is None:
@@ -273,7 +288,7 @@ def screen_frame():
 
 def _store_image(kind: str, field: str | None):
     body_length(settings().max_screenshot_bytes, "screenshot", framing=FORM_SLACK)
-    fields = _fields(ImageFields)
+    fields = _fields(ImageFields, with_file=True)
     seat = _seat(fields)
     stream, size = _image(field, required=True)
     legacy.store_screenshot(seat, kind, stream, size, clock.parse_time(fields.timestamp))
@@ -283,7 +298,7 @@ def _store_image(kind: str, field: str | None):
 @bp.post("/violation")
 def violation():
     body_length(settings().max_screenshot_bytes, "screenshot", framing=FORM_SLACK)
-    fields = _fields(ViolationFields)
+    fields = _fields(ViolationFields, with_file=True)
     seat = _seat(fields)
     image = _image("screenshot", required=False)
     recorded = legacy.report_violation(seat, fields.reason, clock.parse_time(fields.timestamp), image)

@@ -6,9 +6,10 @@ from datetime import datetime
 
 from flask import request
 
+from ..clock import from_epoch_ms
 from ..errors import BadRequest, LengthRequired, TooLarge
 from ..storage import CHUNK, check_size
-from .validation import M, from_epoch_ms, parse
+from .validation import M, parse
 
 
 def body_length(limit: int, what: str, *, framing: int = 0) -> int:
@@ -29,21 +30,21 @@ def body_length(limit: int, what: str, *, framing: int = 0) -> int:
 
 
 def parse_bounded(model: type[M], limit: int, *, allow_empty: bool = False) -> M:
-    """``parse`` for a JSON body that may be large (a whole roster, the seat settings), once its
-    length passed the one rule (an empty body passes too when ``allow_empty``)."""
-    if not (allow_empty and request.content_length == 0):
-        body_length(limit, "request body")
-    return parse(model, allow_empty=allow_empty)
+    """``parse`` for a JSON body that may be large (a whole roster, the seat settings)."""
+    return parse(model, allow_empty=allow_empty, limit=limit)
 
 
 def captured_at_header() -> datetime | None:
     raw = request.headers.get("X-Captured-At")
     if raw is None:
         return None
+    text = raw.strip()
     try:
-        return from_epoch_ms(int(raw.strip()))
-    except (ValueError, OverflowError, OSError):
-        raise BadRequest("X-Captured-At must be epoch milliseconds", code="invalid_header") from None
+        if not (text.isascii() and text.isdigit()) or len(text) > 15:  # int() takes "1_000" and "٣"
+            raise ValueError("must be epoch milliseconds")
+        return from_epoch_ms(int(text))
+    except ValueError as err:
+        raise BadRequest(f"X-Captured-At {err}", code="invalid_header") from None
 
 
 def drain(stream) -> None:

@@ -1,7 +1,12 @@
-"""Request bodies, validated by pydantic models; any failure is a 400 naming the field."""
+"""Request bodies, validated by pydantic models; any failure is a 400 naming the field.
+
+A JSON body is read only once its length is known to be within a bound (``MAX_JSON_BYTES`` unless
+the call takes a whole roster): a body that says it is larger is refused before a byte is read,
+and one sent without a length (chunked) is cut off at the bound.
+"""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Annotated, ClassVar, TypeVar
 
 from flask import request
@@ -15,15 +20,26 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
+from werkzeug.exceptions import RequestEntityTooLarge
 
-from ..clock import in_office_zone
-from ..errors import BadRequest, describe
+from ..clock import EARLIEST, LATEST, in_office_zone, in_range
+from ..errors import BadRequest, TooLarge, describe
 from ..imports import parse_roster_text
 
 StudentId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[\w.@+-]+$")]
 
+
+def _storable(moment: datetime) -> datetime:
+    in_range(moment)  # a ValueError: pydantic names the field
+    return moment
+
+
 # ISO 8601; a time without an offset is the exam office's local time (PROCTOR_TIMEZONE).
-ExamTime = Annotated[datetime, AfterValidator(in_office_zone)]
+ExamTime = Annotated[datetime, AfterValidator(in_office_zone), AfterValidator(_storable)]
+# Epoch milliseconds (X-Captured-At, a violation's occurred_at) within the times proctor keeps.
+EpochMs = Annotated[int, Field(ge=int(EARLIEST.timestamp() * 1000), le=int(LATEST.timestamp() * 1000), strict=True)]
+# A join, a finish, a violation: a few fields. Bodies that carry rosters have their own bound.
+MAX_JSON_BYTES = 64 * 1024
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -148,19 +164,13 @@ class Finish(Body):
 
 class ViolationIn(Body):
     reason: Annotated[str, StringConstraints(min_length=1, max_length=500)]
-    occurred_at: Annotated[int, Field(ge=0, strict=True)] | None = None  # epoch ms, like X-Captured-At
+    occurred_at: EpochMs | None = None
     screenshot_id: Annotated[int, Field(ge=1, strict=True)] | None = None
 
 
-def from_epoch_ms(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, timezone.utc)
-
-
-def parse(model: type[M], *, allow_empty: bool = False) -> M:
-    try:
-        data = request.get_json(silent=True)
-    except RecursionError:  # nested deeper than Python's parser goes: "silent" does not catch it
-        raise BadRequest("the JSON body is nested too deeply", code="invalid_json") from None
+def parse(model: type[M], *, allow_empty: bool = False, limit: int = MAX_JSON_BYTES) -> M:
+    """The JSON body as ``model``; 413 beyond ``limit`` bytes, 400 for anything else wrong."""
+    data = _json_body(limit)
     if data is None and allow_empty and not request.get_data(cache=True):
         data = {}
     if not isinstance(data, dict):
@@ -169,6 +179,23 @@ def parse(model: type[M], *, allow_empty: bool = False) -> M:
         return model.model_validate(data)
     except ValidationError as err:
         raise BadRequest(describe(err), code="invalid_body") from None
+
+
+def _json_body(limit: int):
+    """The decoded body (None when it is no JSON), read only up to ``limit`` bytes."""
+    too_large = TooLarge(f"a JSON body may be at most {limit} bytes", code="body_too_large")
+    if (request.content_length or 0) > limit:
+        raise too_large
+    # A chunked body is cut one byte past the bound: werkzeug's cut alone is silent.
+    request.max_content_length = limit + 1
+    try:
+        if len(request.get_data(cache=True)) > limit:  # whatever the Content-Type: allow_empty reads it too
+            raise too_large
+        return request.get_json(silent=True)
+    except RequestEntityTooLarge:
+        raise too_large from None
+    except RecursionError:  # nested deeper than Python's parser goes: "silent" does not catch it
+        raise BadRequest("the JSON body is nested too deeply", code="invalid_json") from None
 
 
 def check_schedule(starts_at: datetime, ends_at: datetime) -> None:
