@@ -30,6 +30,38 @@ def sniff(head: bytes) -> str | None:
     return None
 
 
+TS_SYNC = 0x47  # every MPEG-TS packet begins with it
+# Enough of a body to tell text (an HTML page, JSON, a script) from binary media.
+TEXT_PROBE_BYTES = 512
+SEGMENT_TYPES = ("video/mp4", "video/webm", "video/mp2t")
+
+
+def segment_matches(head: bytes, media_type: str) -> bool:
+    """Could a segment beginning with ``head`` be of ``media_type``?
+
+    A segment that starts a container must start the one its type says. One that starts none may
+    be a time-sliced chunk of a byte stream (the merge joins it to the chunk before it), so it is
+    taken unless it is text: a page or a script sent as video is not a recording.
+    """
+    if not head or looks_like_text(head):
+        return False
+    if media_type == "video/mp2t":
+        return head[0] == TS_SYNC
+    found = sniff(head)
+    return found is None or found == media_type
+
+
+def looks_like_text(head: bytes) -> bool:
+    """UTF-8 text without control characters (a last character cut short is allowed)."""
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as err:
+        if err.start < len(head) - 3 or err.reason != "unexpected end of data":
+            return False
+        text = head[: err.start].decode("utf-8")
+    return all(ch >= " " or ch in "\t\n\r\f" for ch in text)
+
+
 def starts_container(head: bytes) -> bool:
     """Does this file begin a container (a WebM header or an MP4 ``ftyp``)?
 
@@ -39,5 +71,9 @@ def starts_container(head: bytes) -> bool:
 
 
 def sniff_file(path) -> str | None:
+    return sniff(read_head(path, HEAD_BYTES))
+
+
+def read_head(path, n: int = TEXT_PROBE_BYTES) -> bytes:
     with open(path, "rb") as fh:
-        return sniff(fh.read(HEAD_BYTES))
+        return fh.read(n)

@@ -5,6 +5,11 @@ and recorded; the same bytes again are not an error, different bytes for a store
 A token-API session has one run (0); a desktop seat starts a run at each login, because it counts
 from 1 again after a restart. A segment is never refused for arriving late: one that comes after
 the session was merged is stored and the session is merged again.
+
+A seq is at most ``MAX_AHEAD`` above the number of segments its run has stored, so a run never
+misses more than ``MAX_AHEAD`` seqs: one upload at seq 999999 cannot make every answer about the
+session (its missing seqs, the merge's gaps) a million entries long. Missing seqs are reported as
+``[from, to]`` ranges. An upload's first bytes must fit its type (``filetypes.segment_matches``).
 """
 from __future__ import annotations
 
@@ -15,13 +20,14 @@ from typing import BinaryIO
 
 from sqlalchemy import func, insert, select
 
-from . import jobs, locks, states, storage
+from . import filetypes, jobs, locks, states, storage
 from .clock import utcnow
 from .db import engine
-from .errors import BadRequest, Conflict, NotFound
+from .errors import BadRequest, Conflict, NotFound, UnsupportedMediaType
 from .schema import seat_runs, segments, sessions
 
 MAX_SEQ = 999_999
+MAX_AHEAD = 1000
 
 
 @dataclass(frozen=True)
@@ -37,9 +43,12 @@ class Upload:
 def store_segment(session_id: int, upload: Upload, body: BinaryIO) -> tuple[bool, dict]:
     """Store one segment; returns (created, segment info). Same bytes again is not an error."""
     state = _session_state(session_id)
+    _check_seq_ahead(session_id, upload.run, upload.seq)
     final = storage.segment_path(session_id, upload.run, upload.seq, upload.media_type)
     staged = storage.stage_stream(body, final.parent, upload.length)
     try:
+        if not filetypes.segment_matches(filetypes.read_head(staged.path), upload.media_type):
+            raise UnsupportedMediaType(f"the body is not {upload.media_type}; nothing stored", code="content_mismatch")
         if upload.sha256 and staged.sha256 != upload.sha256:
             raise _bad_checksum(upload.sha256, staged.sha256)
         existing = _segment_row(session_id, upload.run, upload.seq)
@@ -51,6 +60,18 @@ def store_segment(session_id: int, upload: Upload, body: BinaryIO) -> tuple[bool
     if state in states.MERGED_ALREADY:  # the common upload, to an open session, writes nothing more
         _merge_again(session_id, upload)
     return stored
+
+
+def _check_seq_ahead(session_id: int, run: int, seq: int) -> None:
+    with engine().connect() as conn:
+        stored = conn.execute(
+            select(func.count()).select_from(segments)
+            .where(segments.c.session_id == session_id, segments.c.run == run)
+        ).scalar_one()
+    if seq > stored + MAX_AHEAD:
+        raise BadRequest(
+            f"seq {seq} is too far ahead: {stored} segments are stored, so a seq may be at most "
+            f"{stored + MAX_AHEAD}; send the earlier ones first", code="seq_too_far_ahead")
 
 
 def _bad_checksum(claimed: str, actual: str) -> BadRequest:
@@ -162,8 +183,8 @@ def missing_ranges(seqs: list[int], first: int, last: int) -> list[list[int]]:
     return ranges
 
 
-def seq_summary(session_id: int, run: int = 0) -> tuple[int, list[int], int]:
-    """(next_seq, missing seqs below it, number stored) of one run of a session."""
+def seq_summary(session_id: int, run: int = 0) -> tuple[int, list[list[int]], int]:
+    """(next_seq, missing seqs below it as [from, to] ranges, number stored) of one run."""
     with engine().connect() as conn:
         seqs = conn.execute(
             select(segments.c.seq)
@@ -172,8 +193,7 @@ def seq_summary(session_id: int, run: int = 0) -> tuple[int, list[int], int]:
         ).scalars().all()
     if not seqs:
         return 0, [], 0
-    present = set(seqs)
-    return seqs[-1] + 1, [s for s in range(seqs[-1]) if s not in present], len(seqs)
+    return seqs[-1] + 1, missing_ranges(seqs, 0, seqs[-1]), len(seqs)
 
 
 def seat_runs_of(session_id: int) -> list:

@@ -168,7 +168,7 @@ def test_completed_exam_times_are_fixed_and_auth(api):
 def test_delete_exam_refused_while_files_exist_unless_forced(api):
     exam = api.create_exam()
     s = api.join(exam["id"], "deleteme")
-    assert api.upload(s, 0, b"segment bytes").status_code == 201
+    assert api.upload(s, 0, b"\0segment bytes").status_code == 201
     r = api.delete(f"/api/exams/{exam['id']}")
     assert r.status_code == 409 and error_code(r) == "has_recordings"
     assert api.get(f"/api/exams/{exam['id']}", "teacher").status_code == 200

@@ -86,7 +86,7 @@ OWNER, TEACHER = "owner", "teacher"
 SESSION_CALLS = {
     # name: (method, path below /api/sessions/<sid>, request, who may, the allowed answer)
     "heartbeat": ("POST", "/heartbeat", {}, {OWNER}, 200),
-    "upload": ("PUT", "/segments/0", {"data": b"segment", "headers": {"Content-Type": "video/mp4"}}, {OWNER}, 201),
+    "upload": ("PUT", "/segments/0", {"data": b"\0segment", "headers": {"Content-Type": "video/mp4"}}, {OWNER}, 201),
     "read": ("GET", "", {}, {OWNER, TEACHER}, 200),
     "finish": ("POST", "/finish", {"json": {}}, {OWNER, TEACHER}, 202),
     "requeue": ("POST", "/merge", {}, {TEACHER}, 409),  # allowed, but an active session is not mergeable
@@ -210,7 +210,7 @@ def test_join_roster_and_rejoin(api):
     first = api.join(exam["id"], "s1")
     assert first["next_seq"] == 0 and first["heartbeat_interval_s"] > 0
     assert first["max_segment_bytes"] == 64 * 1024 * 1024
-    assert api.upload(first, 0, b"seg0").status_code == 201
+    assert api.upload(first, 0, b"\0seg0").status_code == 201
 
     again = api.join(exam["id"], "s1")  # the client crashed and came back
     assert again["session_id"] == first["session_id"]
@@ -270,7 +270,7 @@ def test_segment_upload_idempotent_retry_and_conflict(api):
     assert r.json()["captured_at"].startswith("2023-11-14T22:13:20")
 
     assert api.upload(s, 0, data).status_code == 200  # a retry of the same bytes
-    r = api.upload(s, 0, b"other bytes")
+    r = api.upload(s, 0, b"\0other bytes")
     assert r.status_code == 409 and error_code(r) == "segment_conflict"
 
     assert (segment_dir(s) / "000000.mp4").read_bytes() == data  # the conflicting upload changed nothing
@@ -281,9 +281,9 @@ def test_missing_and_next_seq(api):
     exam = api.create_exam()
     s = api.join(exam["id"], "gaps")
     for seq in (0, 1, 4, 2):
-        assert api.upload(s, seq, f"seg{seq}".encode(), "video/webm").status_code == 201
+        assert api.upload(s, seq, f"\0seg{seq}".encode(), "video/webm").status_code == 201
     view = api.session(s)
-    assert view["next_seq"] == 5 and view["missing"] == [3] and view["segments"] == 4
+    assert view["next_seq"] == 5 and view["missing"] == [[3, 3]] and view["segments"] == 4
     assert view["state"] == "active"
     assert api.join(exam["id"], "gaps")["next_seq"] == 5
 
@@ -305,7 +305,7 @@ def test_bad_uploads_store_nothing(api, seq, headers, status, code):
     exam = api.create_exam()
     s = api.join(exam["id"], "bad")
     h = {"Content-Type": "video/mp4", **headers}
-    r = api.put(f"/api/sessions/{s['session_id']}/segments/{seq}", s["token"], data=b"payload", headers=h)
+    r = api.put(f"/api/sessions/{s['session_id']}/segments/{seq}", s["token"], data=b"\0payload", headers=h)
     assert r.status_code == status, r.text
     assert error_code(r) == code
     assert api.session(s)["segments"] == 0
@@ -355,8 +355,8 @@ def test_cut_upload_leaves_nothing(api, server):
     raw_request(server, head, b"x" * 40_000)  # the client dies mid-body; the server has answered
     assert api.session(s)["segments"] == 0 and stored_files(s) == []
     # The seat retries with the whole body and succeeds.
-    assert api.upload(s, 0, b"y" * 100_000).status_code == 201
-    assert (segment_dir(s) / "000000.mp4").read_bytes() == b"y" * 100_000
+    assert api.upload(s, 0, b"\0" * 100_000).status_code == 201
+    assert (segment_dir(s) / "000000.mp4").read_bytes() == b"\0" * 100_000
 
 
 # --- finish and states --------------------------------------------------------------------------
@@ -366,7 +366,7 @@ def test_finish_records_and_still_takes_late_segments(api):
     exam = api.create_exam()
     s = api.join(exam["id"], "fin")
     for seq in range(3):
-        api.upload(s, seq, f"segment {seq}".encode())
+        api.upload(s, seq, f"\0segment {seq}".encode())
     api.finish(s, last_seq=3)
     # Seq 3 is missing: a merge waits the grace period (seconds) for it, the session stays finished.
     view = api.session(s)
@@ -379,8 +379,8 @@ def test_finish_records_and_still_takes_late_segments(api):
     assert r.status_code == 409 and error_code(r) == "session_finished"
     assert api.session(s)["last_seq"] == 3
     # A segment is never refused for arriving late, within last_seq or beyond it.
-    assert api.upload(s, 3, b"late").status_code == 201
-    assert api.upload(s, 4, b"later still").status_code == 201
+    assert api.upload(s, 3, b"\0late").status_code == 201
+    assert api.upload(s, 4, b"\0later still").status_code == 201
     assert api.session(s)["segments"] == 5
 
 
@@ -400,7 +400,7 @@ def test_finish_bad_body(api, body, code):
 def test_finish_below_stored_seq_is_409(api):
     exam = api.create_exam()
     s = api.join(exam["id"], "finlow")
-    api.upload(s, 5, b"five")
+    api.upload(s, 5, b"\0five")
     r = api.post(f"/api/sessions/{s['session_id']}/finish", s["token"], json={"last_seq": 2})
     assert r.status_code == 409 and error_code(r) == "last_seq_too_low"
     assert api.session(s)["state"] == "active"
@@ -409,13 +409,13 @@ def test_finish_below_stored_seq_is_409(api):
 def test_end_exam_closes_active_sessions_until_their_last_segment(api):
     exam = api.create_exam()
     s = api.join(exam["id"], "ender")
-    api.upload(s, 0, b"zero")
+    api.upload(s, 0, b"\0zero")
     r = api.post(f"/api/exams/{exam['id']}/end", "teacher")
     assert r.status_code == 200 and r.json()["status"] == "completed"
     # The client stops recording at the end and only then sends its last (cut) segment.
     view = api.session(s)
     assert view["state"] == "closing" and view["recording"] is None, view
-    assert api.upload(s, 1, b"the cut last segment").status_code == 201
+    assert api.upload(s, 1, b"\0the cut last segment").status_code == 201
     api.finish(s)
     view = api.session(s)
     assert view["state"] == "finished" and view["last_seq"] == 1 and view["recording"] is not None, view
@@ -428,7 +428,7 @@ def test_end_exam_without_upload_grace_finishes_at_once(api, settings_changed):
     settings_changed(end_grace_s=0)
     exam = api.create_exam()
     s = api.join(exam["id"], "ender-now")
-    api.upload(s, 0, b"zero")
+    api.upload(s, 0, b"\0zero")
     assert api.post(f"/api/exams/{exam['id']}/end", "teacher").status_code == 200
     view = api.session(s)
     assert view["state"] == "finished" and view["last_seq"] == 0 and view["recording"] is not None, view
@@ -474,16 +474,16 @@ def test_crash_leftover_file_is_replaced_and_concurrent_upload_waits(api):
     seg_dir = segment_dir(s)
     seg_dir.mkdir(parents=True, exist_ok=True)
     (seg_dir / "000000.mp4").write_bytes(b"half of an old upload")
-    assert api.upload(s, 0, b"the real segment").status_code == 201
-    assert (seg_dir / "000000.mp4").read_bytes() == b"the real segment"
+    assert api.upload(s, 0, b"\0the real segment").status_code == 201
+    assert (seg_dir / "000000.mp4").read_bytes() == b"\0the real segment"
 
     with locks.held(f"segment:{s['session_id']}:0:1", 30) as taken:  # run 0: the token API's
         assert taken
-        r = api.upload(s, 1, b"racing")
+        r = api.upload(s, 1, b"\0racing")
         assert r.status_code == 409 and error_code(r) == "upload_in_progress"
     assert api.session(s)["segments"] == 1
     assert stored_files(s) == ["000000.mp4"]
-    assert api.upload(s, 1, b"racing").status_code == 201
+    assert api.upload(s, 1, b"\0racing").status_code == 201
 
 
 @pytest.mark.parametrize("path", [

@@ -114,7 +114,7 @@ def test_missing_seq_becomes_gap_after_grace(api, merge_worker, tmp_path):
     view = api.wait_for_state(s)
     assert view["state"] == "partial"
     assert view["recording"]["gaps"] == [1]
-    assert view["missing"] == [1]
+    assert view["missing"] == [[1, 1]]
 
 
 def test_late_segment_within_grace_is_merged(api, merge_worker, tmp_path):

@@ -87,7 +87,7 @@ def test_exam_schedule_moves_and_completion_queues_merges(api, status_worker):
     exam = api.create_exam(start_in_s=3600, length_s=3600)
     assert exam["status"] == "pending"
     s = api.join(exam["id"], "scheduled")  # joining before the start is allowed
-    api.upload(s, 0, b"not really a video", "video/mp4")
+    api.upload(s, 0, b"\0not really a video", "video/mp4")
 
     def schedule(starts_in_s: float, ends_in_s: float) -> None:
         """The clock moves on: the exam's times are now this far from now (a PATCH would move the
