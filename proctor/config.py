@@ -111,7 +111,9 @@ class Settings:
     ffprobe: str
     legacy_rate_limit: str
     legacy_login_rate_limit: str
-    legacy_login_address_rate_limit: str
+    join_address_rate_limit: str
+    join_exam_rate_limit: str
+    join_early_s: int
     trusted_proxies: int
     max_screenshot_bytes: int
     max_import_bytes: int
@@ -186,9 +188,15 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         # Per client address: a whole hall behind one NAT address shares it. 500 seats make about
         # 3,000 calls a minute (heartbeats, segments, screenshots); this leaves ten times that.
         legacy_rate_limit=env.text("PROCTOR_LEGACY_RATE_LIMIT", "30000 per minute"),
-        # Logins and name look-ups per seat (address and student), and per address for all seats.
+        # Seat logins and name look-ups per seat (address and student).
         legacy_login_rate_limit=env.text("PROCTOR_LEGACY_LOGIN_RATE_LIMIT", "10 per minute"),
-        legacy_login_address_rate_limit=env.text("PROCTOR_LEGACY_LOGIN_ADDRESS_RATE_LIMIT", "1500 per minute"),
+        # One budget for everything that could enumerate students (token-API joins, seat logins,
+        # name look-ups): per address (a 500-seat hall behind one NAT logs in within minutes), and
+        # per exam for the token API's joins from any address.
+        join_address_rate_limit=env.text("PROCTOR_JOIN_ADDRESS_RATE_LIMIT", "1500 per minute"),
+        join_exam_rate_limit=env.text("PROCTOR_JOIN_EXAM_RATE_LIMIT", "3000 per minute"),
+        # How long before its start an exam opens for joining through the token API.
+        join_early_s=env.integer("PROCTOR_JOIN_EARLY_S", 900, minimum=0),
         trusted_proxies=env.integer("PROCTOR_TRUSTED_PROXIES", 0),
         max_screenshot_bytes=env.integer("PROCTOR_MAX_SCREENSHOT_BYTES", 10 * 1024 * 1024),
         max_import_bytes=env.integer("PROCTOR_MAX_IMPORT_BYTES", 10 * 1024 * 1024),

@@ -10,9 +10,12 @@ class ProctorError(Exception):
     status = 400
     code = "bad_request"
 
-    def __init__(self, message: str, *, code: str | None = None, status: int | None = None):
+    def __init__(self, message: str, *, code: str | None = None, status: int | None = None,
+                 retry_after: int | None = None):
         super().__init__(message)
         self.message = message
+        # Seconds after which the same call may succeed: sent as Retry-After by both front doors.
+        self.retry_after = retry_after
         if code:
             self.code = code
         if status:

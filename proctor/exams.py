@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 
 from . import presence, states, tokens
 from .clock import utcnow
+from .codes import ENTRY_CODE_LENGTH, grouped, new_code
 from .config import settings
 from .db import engine
 from .errors import BadRequest, Conflict, NotFound
@@ -18,12 +19,14 @@ from .schema import exams, recordings, roster, screenshots, segments, sessions
 
 
 def exam_dict(row) -> dict:
+    """An exam as the teacher sees it (its entry code included: only teachers' calls show it)."""
     return {
         "id": row.id,
         "title": row.title,
         "starts_at": row.starts_at.isoformat(),
         "ends_at": row.ends_at.isoformat(),
         "status": row.status,
+        "entry_code": row.entry_code and grouped(row.entry_code),
     }
 
 
@@ -39,6 +42,7 @@ def create_exam(title: str, starts_at: datetime, ends_at: datetime, students: li
                 status=states.exam_status_at(starts_at, ends_at, utcnow()),
                 roster_restricted=students is not None,
                 created_at=utcnow(),
+                entry_code=new_code(ENTRY_CODE_LENGTH),
             )
         ).inserted_primary_key[0]
         if students:

@@ -19,7 +19,7 @@ else. This server therefore binds each student's session to the seat that logged
   seat is refused. A student logs in only to an exam whose roster lists them, with the name on
   file (compared without case and extra spaces) when one is on file. Logins and student look-ups
   are rate-limited per seat (address and student, ``PROCTOR_LEGACY_LOGIN_RATE_LIMIT``) and per
-  address (``PROCTOR_LEGACY_LOGIN_ADDRESS_RATE_LIMIT``), every call under a per-address ceiling
+  address (``PROCTOR_JOIN_ADDRESS_RATE_LIMIT``), every call under a per-address ceiling
   (``PROCTOR_LEGACY_RATE_LIMIT``) that a hall behind one NAT address stays far below. Uploads are
   bounded in size before they are read, recordings must be .mp4/.webm whose first bytes say so,
   images must be PNG or JPEG by their magic bytes, and re-sent segments are idempotent within a
@@ -40,7 +40,7 @@ else. This server therefore binds each student's session to the seat that logged
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import BinaryIO
 
 from sqlalchemy import func, insert, select, update
@@ -48,6 +48,7 @@ from sqlalchemy.exc import IntegrityError
 
 from . import logins, presence, screenshots, segments, sessions, states, storage, students, violations
 from .clock import seat_time, utcnow
+from .config import settings
 from .db import engine
 from .errors import BadRequest, Conflict, Forbidden, NotFound
 from .schema import exams, legacy_seats, roster, seat_runs
@@ -57,7 +58,7 @@ from .seat_settings import exam_seat_settings
 # --- login -------------------------------------------------------------------------------------
 
 
-def _running_exams(student_id: str) -> list:
+def _running_exams(student_id: str, opening_within_s: int = 0) -> list:
     """Exams running now whose roster lists the student (a seat knows no exam id at login)."""
     now = utcnow()
     with engine().connect() as conn:
@@ -67,11 +68,27 @@ def _running_exams(student_id: str) -> list:
             .where(
                 roster.c.student_id == student_id,
                 exams.c.status != states.COMPLETED,
-                exams.c.starts_at <= now,
+                exams.c.starts_at <= now + timedelta(seconds=opening_within_s),
                 exams.c.ends_at > now,
             )
             .order_by(exams.c.starts_at, exams.c.id)
         ).all()
+
+
+def seat_student(student_id: str) -> dict:
+    """``/api/students/<id>``, which prefills the seat's login form: only a student registered for
+    an exam running now or opening for joining soon is known, so that the look-up is no directory of
+    every student's name between exams."""
+    running = _running_exams(student_id, opening_within_s=settings().join_early_s)
+    if not running:
+        raise NotFound(f"student {student_id} is not registered for any exam running now")
+    name = running[0].roster_name
+    if not name:
+        try:
+            name = students.get_student(student_id)["name"]
+        except NotFound:
+            name = None
+    return {"student_id": student_id, "name": name}
 
 
 def login(student_id: str, student_name: str | None, client_addr: str, exam_id: int | None = None) -> dict:
@@ -98,6 +115,7 @@ def login(student_id: str, student_name: str | None, client_addr: str, exam_id: 
     # A seat logs in again after a restart (counting from 1 again: a new run) or after logging out
     # by mistake (its session reopens while the exam runs).
     joined = sessions.join(exam.id, student_id, client_addr, via="legacy", reopen=True)
+    _keep_first_name(exam, student_id, student_name)
     bind_seat(joined["session_id"], client_addr)
     start_run(joined["session_id"], client_addr)
     return _login_answer(exam, student_id)
@@ -112,6 +130,19 @@ def _check_name(student_id: str, roster_name: str | None, given: str | None) -> 
             expected = None
     if not students.names_match(expected, given):
         raise Forbidden(f"the name does not match student {student_id}'s name on file")
+
+
+def _keep_first_name(exam, student_id: str, given: str | None) -> None:
+    """A student with no name on file keeps the name of their first login: later logins must give
+    the same one, so a classmate cannot log in as them with any name."""
+    if exam.roster_name or not given or not given.strip():
+        return
+    with engine().begin() as conn:
+        conn.execute(
+            update(roster)
+            .where(roster.c.exam_id == exam.id, roster.c.student_id == student_id, roster.c.name.is_(None))
+            .values(name=" ".join(given.split())[:200])
+        )
 
 
 def _login_answer(exam, student_id: str) -> dict:
@@ -183,7 +214,7 @@ def seat_for(student_id: str, exam_id: int, client_addr: str) -> Seat:
     with engine().connect() as conn:
         row = conn.execute(
             select(
-                sessions_t.c.id, sessions_t.c.state, legacy_seats.c.client_addr,
+                sessions_t.c.id, sessions_t.c.state, sessions_t.c.door, legacy_seats.c.client_addr,
                 exams.c.ends_at, exams.c.scheduled_ends_at,
             )
             .join(exams, exams.c.id == sessions_t.c.exam_id)
@@ -192,10 +223,10 @@ def seat_for(student_id: str, exam_id: int, client_addr: str) -> Seat:
         ).first()
     if row is None:
         raise Forbidden(f"student {student_id} is not logged in to exam {exam_id}")
-    if row.client_addr is None:
+    if row.client_addr is None or row.door == "token":  # never at a seat, or handed to a browser
         raise Forbidden(f"student {student_id} did not log in to exam {exam_id} from a seat")
     if row.client_addr != client_addr:
-        logins.record_refusal(exam_id, row.id, student_id, client_addr,
+        logins.record_refusal(exam_id, row.id, student_id, "legacy", client_addr,
                               f"call from {client_addr}; the seat logged in from {row.client_addr}")
         raise Forbidden(f"student {student_id} is logged in from another seat")
     return Seat(row.id, exam_id, student_id, row.state, row.client_addr, row.ends_at,

@@ -61,15 +61,14 @@ def record_event(exam_id: int, session_id: int | None, student_id: str, kind: st
         )
 
 
-def record_refusal(exam_id: int, session_id: int, student_id: str, client_addr: str, detail: str) -> None:
-    """A call from an address that is not the seat's: shown to the teacher once a minute at most.
-
-    The note is rate-limited per (session, address) so a flood cannot fill the history table.
-    """
-    mark = redis_client.key("legacy", "refused", session_id, client_addr)
+def record_refusal(exam_id: int, session_id: int, student_id: str, via: str, client_addr: str | None,
+                   detail: str) -> None:
+    """A refused login or call: shown to the teacher once a minute at most per session, door and
+    address, so that a flood cannot fill the history table."""
+    mark = redis_client.key("refused", via, session_id, client_addr or "-")
     if not redis_client.client().set(mark, int(time.time()), nx=True, ex=REFUSAL_NOTE_TTL_S):
         return
-    record_event(exam_id, session_id, student_id, "refused", "legacy", client_addr, flagged=True, detail=detail)
+    record_event(exam_id, session_id, student_id, "refused", via, client_addr, flagged=True, detail=detail)
 
 
 def login_history(exam_id: int, student_id: str | None = None, flagged_only: bool = False) -> list[dict]:

@@ -81,6 +81,9 @@ exams = Table(
     Column("created_at", UTCDateTime, nullable=False, default=utcnow),
     # Seat settings of this exam (default_url, delay_min, disable_new_tabs).
     Column("settings", JSON),
+    # The code the teacher gives the hall for joining through the token API; NULL: invitations
+    # only. Kept readable: the teacher shows it to the whole room.
+    Column("entry_code", String(16)),
     Index("ix_exams_status", "status"),
 )
 
@@ -111,6 +114,9 @@ sessions = Table(
     # Set when the exam ended while the session was active: its client's last segments are still
     # accepted until then (or until it finishes).
     Column("closes_at", UTCDateTime),
+    # The front door the session belongs to (token | legacy): the other door may not take it over
+    # unless the teacher releases it (NULL).
+    Column("door", String(8)),
     UniqueConstraint("exam_id", "student_id", name="uq_sessions_exam_student"),
     Index("ix_sessions_state", "state"),
 )
@@ -213,6 +219,19 @@ seat_runs = Table(
     Column("started_at", UTCDateTime, nullable=False),
     Column("client_addr", String(64)),
     UniqueConstraint("session_id", "run", name="uq_seat_runs_session_run"),
+)
+
+# A student's own code for joining one exam through the token API: one use, only its hash kept.
+invitations = Table(
+    "invitations",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("exam_id", Integer, ForeignKey("exams.id", ondelete="CASCADE"), nullable=False),
+    Column("student_id", String(64), nullable=False),
+    Column("code_hash", String(64), nullable=False, unique=True),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    Column("used_at", UTCDateTime),
+    UniqueConstraint("exam_id", "student_id", name="uq_invitations_exam_student"),
 )
 
 login_events = Table(

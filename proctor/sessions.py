@@ -6,6 +6,7 @@ knows about HTTP beyond the status each error carries. Tokens are in ``tokens``,
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import case, func, insert, select, update
@@ -25,12 +26,16 @@ from .segments import seq_summary
 
 
 def join(exam_id: int, student_id: str, client_addr: str | None = None, *, via: str = "token",
-         reopen: bool = False) -> dict:
+         reopen: bool = False, takeover: bool = False) -> dict:
     """Create the student's session, or resume it with a fresh token (the old one is revoked).
 
+    A session belongs to the front door (``via``) that created it: the other door is refused (and
+    the refusal shown in the login history) until the teacher releases it. A token-API join is
+    refused too while the session is online, so nobody takes over a student who is taking the
+    exam. ``takeover`` (the teacher's join) lifts both rules and moves the session to ``via``.
     ``reopen``: a session that already finished is opened again (a desktop seat logging in again
     after a logout by mistake); otherwise joining it is refused. Every join is written to the
-    login history (``via`` names the front door).
+    login history.
     """
     token, token_hash = tokens.new_token()
     with engine().begin() as conn:
@@ -41,7 +46,8 @@ def join(exam_id: int, student_id: str, client_addr: str | None = None, *, via: 
             select(roster.c.id).where(roster.c.exam_id == exam_id, roster.c.student_id == student_id)
         ).first():
             raise Forbidden(f"student {student_id} is not on the roster of exam {exam_id}", code="not_on_roster")
-    sid, old_hash, previous_addr = _create_or_resume(exam_id, student_id, token_hash, client_addr, reopen)
+    door = Door(via, client_addr, reopen=reopen, takeover=takeover)
+    sid, old_hash, previous_addr = _create_or_resume(exam_id, student_id, token_hash, door)
     tokens.remember(token_hash, sid, replaces=old_hash)
     last_seen = presence.last_seen([sid]).get(sid) if old_hash else None  # before track() resets it
     presence.track(sid)
@@ -58,7 +64,17 @@ def join(exam_id: int, student_id: str, client_addr: str | None = None, *, via: 
     }
 
 
-def _create_or_resume(exam_id: int, student_id: str, token_hash: str, client_addr: str | None, reopen: bool):
+@dataclass(frozen=True)
+class Door:
+    """Who is joining: the front door, from where, and what they may do to an existing session."""
+
+    via: str
+    client_addr: str | None
+    reopen: bool = False
+    takeover: bool = False
+
+
+def _create_or_resume(exam_id: int, student_id: str, token_hash: str, door: Door):
     now = utcnow()
     try:
         with engine().begin() as conn:
@@ -70,7 +86,8 @@ def _create_or_resume(exam_id: int, student_id: str, token_hash: str, client_add
                     state=states.ACTIVE,
                     presence="online",
                     joined_at=now,
-                    client_addr=client_addr,
+                    client_addr=door.client_addr,
+                    door=door.via,
                 )
             ).inserted_primary_key[0]
             presence.insert_event(conn, sid, "online", now)
@@ -79,20 +96,53 @@ def _create_or_resume(exam_id: int, student_id: str, token_hash: str, client_add
         pass  # already joined: resume below
     with engine().begin() as conn:
         row = conn.execute(
-            select(sessions.c.id, sessions.c.state, sessions.c.token_hash, sessions.c.client_addr).where(
-                sessions.c.exam_id == exam_id, sessions.c.student_id == student_id
-            )
+            select(sessions.c.id, sessions.c.state, sessions.c.token_hash, sessions.c.client_addr, sessions.c.door)
+            .where(sessions.c.exam_id == exam_id, sessions.c.student_id == student_id)
         ).one()
-        if row.state not in states.OPEN and not (reopen and states.reopen(conn, row.id)):
-            raise Conflict(f"session {row.id} is already {row.state}", code="session_finished")
-        conn.execute(
-            update(sessions)
-            .where(sessions.c.id == row.id)
-            .values(token_hash=token_hash, client_addr=client_addr)
-        )
+        refusal = None if door.takeover else _refusal(row, door)
+        if refusal is None:
+            if row.state not in states.OPEN and not (door.reopen and states.reopen(conn, row.id)):
+                raise Conflict(f"session {row.id} is already {row.state}", code="session_finished")
+            conn.execute(
+                update(sessions)
+                .where(sessions.c.id == row.id)
+                .values(token_hash=token_hash, client_addr=door.client_addr, door=door.via)
+            )
+    if refusal is not None:  # written after the read transaction: SQLite allows one writer
+        logins.record_refusal(exam_id, row.id, student_id, door.via, door.client_addr, refusal.message)
+        raise refusal
     presence.record_change([row.id], "online")
     return row.id, row.token_hash, row.client_addr
 
+
+def _refusal(row, door: Door) -> Conflict | None:
+    """Why this join may not take the existing session, if it may not."""
+    if row.door not in (None, door.via):
+        on_seat = row.door == "legacy"
+        where = "at a desktop seat" if on_seat else "in a browser"
+        return Conflict(f"this student is taking the exam {where} (session {row.id}): the teacher can release it",
+                        code="session_on_seat" if on_seat else "session_in_browser")
+    if door.via == "token" and row.state in states.OPEN:
+        silent_for = _silent_for(row.id)
+        wait = settings().offline_after_s - silent_for
+        if wait > 0:
+            return Conflict(f"session {row.id} is in use by a client that is online", code="session_in_use",
+                            retry_after=int(wait) + 1)
+    return None
+
+
+def _silent_for(session_id: int) -> float:
+    """Seconds since the session's last heartbeat (infinite when it has none)."""
+    last = presence.last_seen([session_id]).get(session_id)
+    return (utcnow() - last).total_seconds() if last else float("inf")
+
+
+def release(session_id: int) -> dict:
+    """The teacher lets either front door take the session at its next join or login."""
+    with engine().begin() as conn:
+        if not conn.execute(update(sessions).where(sessions.c.id == session_id).values(door=None)).rowcount:
+            raise NotFound(f"session {session_id} does not exist")
+    return session_view(session_id)
 
 
 # --- finishing ------------------------------------------------------------------------------

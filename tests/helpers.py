@@ -344,6 +344,15 @@ def unique(prefix: str) -> str:
     return f"{prefix}{time.monotonic_ns() % 10**10}"
 
 
+def silence(session_id: int) -> None:
+    """Make the session's last heartbeat older than the offline cutoff, as if its client had
+    been silent that long (presence lives in Redis; this writes it there)."""
+    from proctor import presence  # after install_environment: the settings are the suite's
+    from proctor.config import settings
+
+    presence.track(session_id, now=time.time() - settings().offline_after_s - 5)
+
+
 def error_code(response) -> str:
     """The token API's error code, after checking the error has exactly the documented shape."""
     body = response.json()
@@ -404,10 +413,20 @@ class Api:
         assert r.status_code == 201, r.text
         return r.json()
 
+    def entry_code(self, exam_id: int) -> str:
+        r = self.get(f"/api/exams/{exam_id}", "teacher")
+        assert r.status_code == 200, r.text
+        return r.json()["entry_code"]
+
     def join(self, exam_id: int, student_id: str) -> dict:
-        r = self.post(f"/api/exams/{exam_id}/join", json={"student_id": student_id})
+        """A student's join with the exam's entry code, as the hall's students join."""
+        r = self.try_join(exam_id, student_id)
         assert r.status_code == 201, r.text
         return r.json()
+
+    def try_join(self, exam_id: int, student_id: str, **body):
+        body = {"student_id": student_id, "entry_code": self.entry_code(exam_id), **body}
+        return self.post(f"/api/exams/{exam_id}/join", json=body)
 
     def upload(self, session: dict, seq: int, data: bytes, media_type="video/mp4", **headers):
         h = {"Content-Type": media_type, **headers}

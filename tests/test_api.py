@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from tests.helpers import ADMIN_TOKEN, DATA, Api, AppTransport, error_code, png_image, raw_request, sha256, unique
+from tests.helpers import ADMIN_TOKEN, DATA, Api, AppTransport, error_code, png_image, raw_request, sha256, silence, unique
 
 # --- exams ------------------------------------------------------------------------------------
 
@@ -204,7 +204,7 @@ def test_teacher_calls_need_the_admin_token(api, refused_on, method, path, calle
 
 def test_join_roster_and_rejoin(api):
     exam = api.create_exam(roster=["s1"])
-    r = api.post(f"/api/exams/{exam['id']}/join", json={"student_id": "intruder"})
+    r = api.try_join(exam["id"], "intruder")
     assert r.status_code == 403 and error_code(r) == "not_on_roster"
 
     first = api.join(exam["id"], "s1")
@@ -212,7 +212,8 @@ def test_join_roster_and_rejoin(api):
     assert first["max_segment_bytes"] == 64 * 1024 * 1024
     assert api.upload(first, 0, b"\0seg0").status_code == 201
 
-    again = api.join(exam["id"], "s1")  # the client crashed and came back
+    silence(first["session_id"])  # the client crashed and has been silent since
+    again = api.join(exam["id"], "s1")
     assert again["session_id"] == first["session_id"]
     assert again["token"] != first["token"] and again["next_seq"] == 1
     r = api.heartbeat(first)
@@ -223,14 +224,15 @@ def test_join_roster_and_rejoin(api):
 def test_join_completed_exam_is_409(api):
     exam = api.create_exam(start_in_s=-7200, length_s=3600)
     assert exam["status"] == "completed"
-    r = api.post(f"/api/exams/{exam['id']}/join", json={"student_id": "late"})
+    r = api.try_join(exam["id"], "late")
     assert r.status_code == 409 and error_code(r) == "exam_completed"
 
 
-@pytest.mark.parametrize("body", [{}, {"student_id": ""}, {"student_id": "a b"}, {"student_id": 5}, {"student_id": "x" * 65}])
+@pytest.mark.parametrize("body", [{"student_id": ""}, {"student_id": "a b"}, {"student_id": 5}, {"student_id": "x" * 65},
+                                  {"entry_code": "x" * 33}, {"entry_code": 12345678}])
 def test_join_bad_body(api, body):
     exam = api.create_exam()
-    r = api.post(f"/api/exams/{exam['id']}/join", json=body)
+    r = api.post(f"/api/exams/{exam['id']}/join", json={"student_id": "ok", "entry_code": api.entry_code(exam["id"]), **body})
     assert r.status_code == 400 and error_code(r) == "invalid_body", r.text
     assert api.get(f"/api/exams/{exam['id']}", "teacher").json()["sessions"]["total"] == 0
 
@@ -285,6 +287,7 @@ def test_missing_and_next_seq(api):
     view = api.session(s)
     assert view["next_seq"] == 5 and view["missing"] == [[3, 3]] and view["segments"] == 4
     assert view["state"] == "active"
+    silence(s["session_id"])
     assert api.join(exam["id"], "gaps")["next_seq"] == 5
 
 

@@ -385,7 +385,7 @@ def test_bad_seat_config_is_400_and_changes_nothing(api, seat_config, bad):
 
 def test_lookups_are_rate_limited_per_seat_and_per_address(api, settings_changed):
     # Small budgets, set here: the test is about who shares one, not about the defaults.
-    settings_changed(legacy_login_rate_limit="5 per minute", legacy_login_address_rate_limit="8 per minute")
+    settings_changed(legacy_login_rate_limit="5 per minute", join_address_rate_limit="8 per minute")
     flooder = Seat(api, "127.0.0.99", "x", "x")
     assert [flooder.get("/api/students/enumerate-me").status_code for _ in range(5)] == [404] * 5
     seat_error(flooder.get("/api/students/enumerate-me"), 429)

@@ -474,7 +474,8 @@ def test_scripts_start_and_stop_the_whole_stack(tmp_path, ops_redis):
     def finished_session(student: str) -> dict:
         exam = requests.post(f"{base}/api/exams", headers=teacher, timeout=10, json={
             "title": "ops", "starts_at": "2020-01-01T00:00:00+00:00", "ends_at": "2099-01-01T00:00:00+00:00"}).json()
-        s = requests.post(f"{base}/api/exams/{exam['id']}/join", json={"student_id": student}, timeout=10).json()
+        s = requests.post(f"{base}/api/exams/{exam['id']}/join", timeout=10,
+                          json={"student_id": student, "entry_code": exam["entry_code"]}).json()
         auth = {"Authorization": f"Bearer {s['token']}"}
         for seq in range(2):
             clip = make_clip(tmp_path / f"{student}{seq}.mp4", seconds=1.0).read_bytes()

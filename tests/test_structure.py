@@ -143,3 +143,30 @@ def test_modules_stay_small_or_say_why():
         if (n := len(p.read_text().splitlines())) > 400 and "is long because" not in p.read_text()[:2000]
     ]
     assert long == []
+
+
+def test_every_setting_is_read_in_one_place_and_documented():
+    """Environment variables are read only by proctor/config.py (and the thin gunicorn_config.py,
+    through its Env reader); each one it reads has a row in the README's configuration table and
+    a line in systemd/proctor.env.example or a note there that the units set it."""
+    import re
+
+    read = re.compile(r"""(?:env|_env)\.\w+\(\s*["']([A-Z][A-Z0-9_]+)["']""")
+    names = set(read.findall((PACKAGE / "config.py").read_text()))
+    assert len(names) > 20
+    # PROMETHEUS_MULTIPROC_DIR is prometheus_client's own variable: the library reads it itself.
+    reads_env = re.compile(r"os\.environ\b(?!\.get\(\"PROMETHEUS_MULTIPROC_DIR\")|os\.getenv\(")
+    elsewhere = [
+        f"{module_name(p)} reads the environment"
+        for p in PACKAGE.rglob("*.py")
+        if p.name != "config.py" and reads_env.search(p.read_text())
+    ]
+    assert elsewhere == []
+    readme = (ROOT / "README.md").read_text()
+    example = (ROOT / "systemd" / "proctor.env.example").read_text()
+    rows = {name for line in readme.splitlines() if line.startswith("| `")
+            for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", line.split(" | ")[0])}
+    undocumented = sorted(names - rows)
+    assert undocumented == [], "missing from the README's configuration table"
+    absent = sorted(n for n in names if n not in example)
+    assert absent == [], "missing from systemd/proctor.env.example"

@@ -2,7 +2,7 @@
 protocol (``legacy``), each rendering domain errors in its own shape."""
 from flask import Flask
 
-from . import admin, converters, errors, exams, headers, health, legacy, metrics, ops, sessions
+from . import admin, converters, errors, exams, headers, health, legacy, limits, metrics, ops, sessions
 
 
 def register(app: Flask) -> None:
@@ -10,6 +10,7 @@ def register(app: Flask) -> None:
     errors.register(app)
     headers.install(app)
     metrics.install(app)
+    limits.install(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(exams.bp)
     app.register_blueprint(sessions.bp)

@@ -18,6 +18,12 @@ def error_response(status: int, code: str, message: str):
     return response
 
 
+def with_retry_after(response, err: ProctorError):
+    if err.retry_after is not None:
+        response.headers["Retry-After"] = str(max(1, err.retry_after))
+    return response
+
+
 def database_busy(_err: PoolTimeout) -> DatabaseUnavailable:
     """No pooled connection came free in time (a frozen database holds them all): an outage too,
     answered as one by each front door (503, Retry-After)."""
@@ -27,7 +33,7 @@ def database_busy(_err: PoolTimeout) -> DatabaseUnavailable:
 def register(app: Flask) -> None:
     @app.errorhandler(ProctorError)
     def _domain(err: ProctorError):
-        return error_response(err.status, err.code, err.message)
+        return with_retry_after(error_response(err.status, err.code, err.message), err)
 
     app.register_error_handler(PoolTimeout, lambda err: _domain(database_busy(err)))
 

@@ -1,14 +1,16 @@
-"""Teacher calls on exams (create, read, update, delete, roster), and the student's join."""
+"""Teacher calls on exams (create, read, update, delete, roster, entry code, invitations), and the
+student's join."""
 from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
 
-from .. import attendance, exams, lifecycle, sessions
+from .. import admission, attendance, exams, lifecycle, sessions
 from ..config import is_true, settings
-from .auth import require_teacher
+from .auth import is_teacher, require_teacher
 from .headers import no_store
+from .limits import admission_per_address, admission_per_exam
 from .uploads import parse_bounded
-from .validation import ExamCreate, ExamUpdate, Join, StudentList, check_schedule, parse
+from .validation import EntryCode, ExamCreate, ExamUpdate, Invite, Join, StudentList, check_schedule, parse
 
 bp = Blueprint("exams", __name__, url_prefix="/api/exams")
 
@@ -49,9 +51,36 @@ def end_exam(exam_id: int):
 
 
 @bp.post("/<id:exam_id>/join")
+@admission_per_address
+@admission_per_exam
 def join(exam_id: int):
+    """A student joins with their proof; the teacher's token lets any student in."""
     body = parse(Join)
-    return no_store(jsonify(sessions.join(exam_id, body.student_id, request.remote_addr))), 201
+    proof = admission.Proof(body.student_id, body.entry_code, body.invitation_code)
+    joined = admission.join(exam_id, proof, request.remote_addr, by_teacher=is_teacher())
+    return no_store(jsonify(joined)), 201
+
+
+@bp.post("/<id:exam_id>/entry-code")
+def entry_code(exam_id: int):
+    """A new entry code (the old one stops working), or ``{"enabled": false}``: invitations only."""
+    require_teacher()
+    body = parse(EntryCode, allow_empty=True)
+    return no_store(jsonify(admission.set_entry_code(exam_id, body.enabled)))
+
+
+@bp.post("/<id:exam_id>/invitations")
+def invite(exam_id: int):
+    """One-use invitation codes, shown only in this answer (print them)."""
+    require_teacher()
+    body = parse_bounded(Invite, settings().max_import_bytes, allow_empty=True)
+    return no_store(jsonify({"invitations": admission.issue_invitations(exam_id, body.students)})), 201
+
+
+@bp.get("/<id:exam_id>/invitations")
+def invitations(exam_id: int):
+    require_teacher()
+    return jsonify({"invitations": admission.list_invitations(exam_id)})
 
 
 @bp.patch("/<id:exam_id>")

@@ -14,18 +14,18 @@ import logging
 from typing import Annotated
 
 from flask import Blueprint, Flask, jsonify, request
-from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from pydantic import Field, StringConstraints, ValidationError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from .. import clock, filetypes, legacy, metrics, seat_settings, storage, students
+from .. import clock, filetypes, legacy, metrics, seat_settings, storage
 from ..config import settings
 from ..errors import BadRequest, ProctorError, TooLarge, UnsupportedMediaType
 from . import drivers
-from .errors import database_busy
+from .errors import database_busy, with_retry_after
+from .limits import admission_per_address, limiter
 from .uploads import body_length
 from .validation import Body, StudentId, describe
 
@@ -57,19 +57,16 @@ def _named_student() -> str | None:
     return str(value)[:64] if value is not None else None
 
 
-limiter = Limiter(key_func=get_remote_address)  # storage and options come from register()
-# Limits are read per request from the settings, so tests and operators change them by env var.
 # Every call: a ceiling per address, high enough for a hall behind one NAT address.
 limiter.limit(lambda: settings().legacy_rate_limit)(bp)
-# Logins and student look-ups (what an enumeration uses): per seat, and per address for all seats.
-_login_per_seat = limiter.limit(lambda: settings().legacy_login_rate_limit, key_func=_seat_key,
-                                scope="legacy-login-seat")
-_login_per_address = limiter.limit(lambda: settings().legacy_login_address_rate_limit,
-                                   scope="legacy-login-address")
+# Logins and student look-ups (what an enumeration uses): per seat, and in the one admission budget
+# of the address.
+_login_per_seat = limiter.shared_limit(lambda: settings().legacy_login_rate_limit, scope="legacy-login-seat",
+                                       key_func=_seat_key)
 
 
 def login_limit(view):
-    return _login_per_seat(_login_per_address(view))
+    return _login_per_seat(admission_per_address(view))
 VIDEO_TYPES = {".mp4": "video/mp4", ".webm": "video/webm"}
 
 
@@ -84,7 +81,7 @@ def seat_error(status: int, message: str):
 
 @bp.errorhandler(ProctorError)
 def _domain(err: ProctorError):
-    return seat_error(err.status, err.message)
+    return with_retry_after(seat_error(err.status, err.message), err)
 
 
 @bp.errorhandler(PoolTimeout)
@@ -204,7 +201,7 @@ def config():
 @bp.get("/students/<student_id>")
 @login_limit
 def student(student_id: str):
-    found = students.get_student(student_id)
+    found = legacy.seat_student(student_id)
     return jsonify({"status": "success", "student_id": found["student_id"], "student_name": found["name"]})
 
 
@@ -309,16 +306,10 @@ def violation():
 
 
 def register(app: Flask) -> None:
-    """Mount the protocol (unless turned off) with its per-address rate limits in Redis."""
+    """Mount the protocol (unless turned off)."""
     cfg = settings()
     if not cfg.legacy_api:
         log.info("legacy seat protocol is off (PROCTOR_LEGACY_API=0)")
         return
-    app.config.setdefault("RATELIMIT_STORAGE_URI", cfg.redis_url)
-    app.config.setdefault("RATELIMIT_KEY_PREFIX", cfg.redis_prefix + "ratelimit")
-    app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
-    # A Redis hiccup must not turn every seat away: the limit then simply does not apply.
-    app.config.setdefault("RATELIMIT_SWALLOW_ERRORS", True)
-    limiter.init_app(app)
     app.register_blueprint(bp)
     app.register_blueprint(drivers.bp)

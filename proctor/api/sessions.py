@@ -97,6 +97,13 @@ def merge_again(session_id: int):
     return jsonify(sessions.session_view(session_id)), 202
 
 
+@bp.post("/<id:session_id>/release")
+def release(session_id: int):
+    """Let the other front door (a desktop seat, a browser) take the session at its next login."""
+    require_teacher()
+    return jsonify(sessions.release(session_id))
+
+
 @bp.get("/<id:session_id>/recording")
 def recording(session_id: int):
     require_session(session_id, teacher_ok=True)

@@ -154,8 +154,26 @@ class StudentList(StudentsBody):
         return self._entries
 
 
+Code = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
+
+
 class Join(Body):
-    student_id: StudentId
+    """A student's proof (``student_id`` with the exam's ``entry_code``, or an ``invitation_code``
+    alone), or only ``student_id`` with the teacher's token."""
+
+    student_id: StudentId | None = None
+    entry_code: Code | None = None
+    invitation_code: Code | None = None
+
+
+class EntryCode(Body):
+    enabled: bool = True
+
+
+class Invite(Body):
+    """Students to (re-)invite; none named: the whole roster."""
+
+    students: list[StudentId] | None = Field(default=None, min_length=1, max_length=100_000)
 
 
 class Finish(Body):

@@ -1,0 +1,35 @@
+"""Rate limits of both front doors, counted in Redis (Flask-Limiter), with 429 and Retry-After.
+
+Limits are read per request from the settings, so tests and operators change them by env var.
+Everything that could enumerate students or guess codes (token-API joins, the seats' logins and
+name look-ups) shares one budget per address; token-API joins have a budget per exam as well,
+whichever addresses they come from.
+"""
+from __future__ import annotations
+
+from flask import Flask, request
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+
+from ..config import settings
+
+limiter = Limiter(key_func=get_remote_address)  # storage and options come from install()
+
+
+def install(app: Flask) -> None:
+    cfg = settings()
+    app.config.setdefault("RATELIMIT_STORAGE_URI", cfg.redis_url)
+    app.config.setdefault("RATELIMIT_KEY_PREFIX", cfg.redis_prefix + "ratelimit")
+    app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
+    # A Redis hiccup must not turn every seat away: the limit then simply does not apply.
+    app.config.setdefault("RATELIMIT_SWALLOW_ERRORS", True)
+    limiter.init_app(app)
+
+
+def _exam_key() -> str:
+    return f"exam-{(request.view_args or {}).get('exam_id')}"
+
+
+admission_per_address = limiter.shared_limit(lambda: settings().join_address_rate_limit, scope="admission-address")
+admission_per_exam = limiter.shared_limit(lambda: settings().join_exam_rate_limit, scope="admission-exam",
+                                          key_func=_exam_key)
