@@ -56,15 +56,21 @@ ZIP = b"PK\x03\x04"  # what an .xlsx is
 @dataclass
 class ImportReport:
     accepted: list[dict] = field(default_factory=list)
-    rejected: list[dict] = field(default_factory=list)
+    rejected: list[dict] = field(default_factory=list)  # the first MAX_REPORTED
+    rejected_count: int = 0
     generated: list[dict] = field(default_factory=list)
+
+    def reject(self, row: int, cell: str | None, reason: str) -> None:
+        self.rejected_count += 1
+        if len(self.rejected) < MAX_REPORTED:
+            self.rejected.append({"row": row, "student_id": cell, "reason": reason})
 
     def as_dict(self) -> dict:
         return {
             "accepted": len(self.accepted),
-            "rejected": self.rejected[:MAX_REPORTED],
-            "rejected_count": len(self.rejected),
-            "rejected_unlisted": max(0, len(self.rejected) - MAX_REPORTED),
+            "rejected": self.rejected,
+            "rejected_count": self.rejected_count,
+            "rejected_unlisted": self.rejected_count - len(self.rejected),
             "generated": self.generated,
         }
 
@@ -218,7 +224,7 @@ def _checked(numbered_rows: list[tuple[int, list[str]]], id_col: int, name_col: 
             continue  # blank lines are not worth a rejection
         entry, reason = _check_row(row, id_col, name_col, seen)
         if reason:
-            report.rejected.append({"row": number, "student_id": entry, "reason": reason})
+            report.reject(number, entry, reason)
         else:
             seen.add(entry["student_id"])
             report.accepted.append(entry)

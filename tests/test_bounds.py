@@ -240,7 +240,7 @@ def test_a_workbook_bomb_stays_small_in_a_worker(tmp_path):
         r = _import(api, wide_bomb())
         assert r.status_code == 200, r.text[:300]
         growth_mib = (peak_rss_kib(worker_pid(proc.proc.pid)) - before) / 1024
-        assert growth_mib < 150, f"the worker grew by {growth_mib:.0f} MiB for a {len(wide_bomb()) // 1024} KiB workbook"
+        assert growth_mib < 64, f"the worker grew by {growth_mib:.0f} MiB for a {len(wide_bomb()) // 1024} KiB workbook"
     finally:
         proc.stop()
 
