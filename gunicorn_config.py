@@ -7,23 +7,31 @@ set here.
   PROCTOR_BIND              where to listen (default 127.0.0.1:8000); several addresses separated
                             by commas; ``unix:/path`` for a unix socket behind a proxy
   PROCTOR_WEB_WORKERS       worker processes (default 2)
-  PROCTOR_WEB_THREADS       threads per worker (default 8): the number of uploads a worker serves
-                            at once
-  PROCTOR_WEB_WORKER_CLASS  gunicorn worker class (default gthread)
+  PROCTOR_WEB_WORKER_CLASS  gunicorn worker class (default proctor.serving.PacedGeventWorker;
+                            ``gthread`` for the former threaded workers)
+  PROCTOR_WEB_CONNECTIONS   connections a worker holds at once (default 1000)
+  PROCTOR_WEB_READ_TIMEOUT_S  longest wait for one read or write on a client socket (default 30)
+  PROCTOR_WEB_MIN_BODY_RATE bytes a second a request body must average after the first
+                            PROCTOR_WEB_READ_TIMEOUT_S seconds (default 1024; 0: no minimum)
+  PROCTOR_WEB_THREADS       threads per worker with ``gthread`` (default 8)
   PROCTOR_LOG_DIR           gunicorn_access.log and gunicorn_error.log go there (default logs)
   PROCTOR_RUN_DIR           the control socket gunicorn.ctl goes there (default run)
   PROMETHEUS_MULTIPROC_DIR  when set (the start scripts and the systemd unit set it), the metrics
                             files of each exited worker are marked dead
 
-Uploads from exam halls are slow clients. Sync workers would be blocked by each one for the whole
-upload, so the default is threaded workers (gthread): 2 x 8 = 16 uploads at once, with a 300 s
-worker timeout and 120 s for a graceful stop, enough for a 64 MiB segment over a slow link. Behind
-a buffering proxy (nginx with ``proxy_request_buffering on``) the proxy absorbs slow clients instead.
+Uploads from exam halls are slow clients, and anyone can open connections and send nothing. A
+thread per connection (gthread: 2 x 8 threads) is a budget 16 such connections exhaust, so the
+default worker is gevent's, one greenlet per connection (bench/slow_clients.py measures both), with
+bounded reads and a minimum body rate so that no client holds a connection for ever
+(proctor/serving.py). The worker timeout (300 s) and the graceful stop (120 s) leave room for a
+64 MiB segment over a slow link. Behind a buffering proxy (nginx with ``proxy_request_buffering
+on``) the proxy absorbs slow uploads as well.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
+from proctor import serving
 from proctor.config import ROOT, Env
 
 _env = Env()
@@ -33,7 +41,12 @@ _run_dir = _env.path("PROCTOR_RUN_DIR", ROOT / "run")
 # --- server socket and workers -------------------------------------------------------------------
 bind = [b.strip() for b in _env.text("PROCTOR_BIND", "127.0.0.1:8000").split(",") if b.strip()]
 workers = _env.integer("PROCTOR_WEB_WORKERS", 2, minimum=1)
-worker_class = _env.text("PROCTOR_WEB_WORKER_CLASS", "gthread")
+worker_class = _env.text("PROCTOR_WEB_WORKER_CLASS", "proctor.serving.PacedGeventWorker")
+worker_connections = _env.integer("PROCTOR_WEB_CONNECTIONS", 1000, minimum=1)
+serving.pace_clients(
+    read_timeout_s=_env.integer("PROCTOR_WEB_READ_TIMEOUT_S", 30, minimum=1),
+    min_body_rate=_env.integer("PROCTOR_WEB_MIN_BODY_RATE", 1024, minimum=0),
+)
 threads = _env.integer("PROCTOR_WEB_THREADS", 8, minimum=1)
 timeout = 300
 graceful_timeout = 120
@@ -58,6 +71,8 @@ except OSError:
 accesslog = str(_log_dir / "gunicorn_access.log")
 errorlog = str(_log_dir / "gunicorn_error.log")
 loglevel = "info"
+# Request values (path, user agent, headers) escaped: a CR LF or NUL in them cannot start a line.
+logger_class = "proctor.serving.EscapingLogger"
 # The path without its query string (a token sent there by mistake must not reach a log file),
 # the request id the app puts on every response (and on its own log lines), and the time taken.
 access_log_format = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms rid=%({x-request-id}o)s "%(a)s"'

@@ -1,7 +1,9 @@
 """Log format and request ids.
 
 Each request gets an id (the client's ``X-Request-ID`` when it is sane, else a new one) that is
-put on every log line written while serving it and returned in the response header.
+put on every log line written while serving it and returned in the response header. Messages
+carry request data now and then (a file name, an exception's text), so they are written through
+the escaping formatter Gunicorn's own logs use: a CR LF or NUL in them cannot start a line.
 """
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ import re
 import uuid
 
 from flask import Flask, g, has_request_context, request
+
+from .serving import EscapingFormatter
 
 _SANE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -27,7 +31,7 @@ def configure_logging(level: int = logging.INFO) -> None:
     handler = logging.StreamHandler()
     handler.addFilter(_RequestId())
     handler.setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s")
+        EscapingFormatter("%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s")
     )
     root.addHandler(handler)
     root.setLevel(level)

@@ -10,7 +10,10 @@
 # Environment:
 #   PROCTOR_BIND              where to listen (default 127.0.0.1:8000; see gunicorn_config.py)
 #   PROCTOR_WEB_WORKERS       worker processes (default 2)
-#   PROCTOR_WEB_THREADS       threads per worker (default 8)
+#   PROCTOR_WEB_WORKER_CLASS  gunicorn worker class (default proctor.serving.PacedGeventWorker)
+#   PROCTOR_WEB_CONNECTIONS, PROCTOR_WEB_READ_TIMEOUT_S, PROCTOR_WEB_MIN_BODY_RATE
+#                             what slow and idle clients may hold (see gunicorn_config.py)
+#   PROCTOR_WEB_THREADS       threads per worker with PROCTOR_WEB_WORKER_CLASS=gthread (default 8)
 #   and PROCTOR_RUN_DIR, PROCTOR_LOG_DIR, PROCTOR_DATA_DIR, PROCTOR_START_TIMEOUT_S, REDIS_URL,
 #   DATABASE_URL, PROCTOR_ADMIN_TOKEN (see scripts/lib.sh and proctor/config.py).
 set -euo pipefail

@@ -158,6 +158,10 @@ def test_every_env_var_of_the_issue_is_documented_where_it_is_read():
         "PROCTOR_BIND": ["start_web.sh"],
         "PROCTOR_WEB_WORKERS": ["start_web.sh"],
         "PROCTOR_WEB_THREADS": ["start_web.sh"],
+        "PROCTOR_WEB_WORKER_CLASS": ["start_web.sh"],
+        "PROCTOR_WEB_CONNECTIONS": ["start_web.sh"],
+        "PROCTOR_WEB_READ_TIMEOUT_S": ["start_web.sh"],
+        "PROCTOR_WEB_MIN_BODY_RATE": ["start_web.sh"],
         "PROCTOR_MERGE_CONCURRENCY": ["start_celery_worker.sh"],
         "PROCTOR_FLOWER_ADDRESS": ["start_flower.sh", "flowerconfig.py"],
         "PROCTOR_FLOWER_PORT": ["start_flower.sh", "flowerconfig.py"],
@@ -346,7 +350,8 @@ def test_gunicorn_config_defaults(tmp_path):
         env.pop(name)
     g = load_module_globals(ROOT / "gunicorn_config.py", env)
     assert g["bind"] == ["127.0.0.1:8000"]
-    assert g["workers"] == 2 and g["threads"] == 8 and g["worker_class"] == "gthread"
+    assert g["workers"] == 2 and g["threads"] == 8 and g["worker_class"] == "proctor.serving.PacedGeventWorker"
+    assert g["worker_connections"] == 1000 and g["logger_class"] == "proctor.serving.EscapingLogger"
     assert g["timeout"] == 300 and g["graceful_timeout"] == 120
     assert g["max_requests"] == 20000 and g["max_requests_jitter"] == 2000
     assert g["keepalive"] >= 2
@@ -365,23 +370,45 @@ def test_gunicorn_config_from_environment(tmp_path):
         PROCTOR_BIND="0.0.0.0:9000, unix:/tmp/x.sock",
         PROCTOR_WEB_WORKERS="5",
         PROCTOR_WEB_THREADS="3",
-        PROCTOR_WEB_WORKER_CLASS="sync",
+        PROCTOR_WEB_WORKER_CLASS="gthread",
+        PROCTOR_WEB_CONNECTIONS="300",
         PROMETHEUS_MULTIPROC_DIR=str(prom),
     )
     g = load_module_globals(ROOT / "gunicorn_config.py", env)
     assert g["bind"] == ["0.0.0.0:9000", "unix:/tmp/x.sock"]
-    assert (g["workers"], g["threads"], g["worker_class"]) == (5, 3, "sync")
+    assert (g["workers"], g["threads"], g["worker_class"], g["worker_connections"]) == (5, 3, "gthread", 300)
     assert g["accesslog"] == str(tmp_path / "logs" / "gunicorn_access.log")
     assert g["control_socket"] == str(tmp_path / "run" / "gunicorn.ctl")
     assert "child_exit" in g
     assert prom.is_dir()
 
 
-def test_gunicorn_config_rejects_bad_numbers(tmp_path):
-    env = ops_env(tmp_path, PROCTOR_WEB_WORKERS="many")
-    result = run([sys.executable, ROOT / "gunicorn_config.py"], env=env, timeout=30)
+def worker_bounds(env: dict[str, str]) -> list:
+    """The read timeout and minimum body rate the paced worker gets from gunicorn_config.py."""
+    code = (
+        "import json, runpy, sys\n"
+        "runpy.run_path(sys.argv[1])\n"
+        "from proctor.serving import PacedGeventWorker as W\n"
+        "print(json.dumps([W.read_timeout_s, W.min_body_rate]))\n"
+    )
+    result = run([sys.executable, "-c", code, ROOT / "gunicorn_config.py"], env=env, cwd=ROOT, timeout=30)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_gunicorn_config_bounds_slow_clients(tmp_path):
+    assert worker_bounds(ops_env(tmp_path)) == [30, 1024]
+    env = ops_env(tmp_path, PROCTOR_WEB_READ_TIMEOUT_S="7", PROCTOR_WEB_MIN_BODY_RATE="0")
+    assert worker_bounds(env) == [7, 0]
+
+
+@pytest.mark.parametrize("name", ["PROCTOR_WEB_WORKERS", "PROCTOR_WEB_CONNECTIONS", "PROCTOR_WEB_READ_TIMEOUT_S",
+                                  "PROCTOR_WEB_MIN_BODY_RATE"])
+def test_gunicorn_config_rejects_bad_numbers(tmp_path, name):
+    env = ops_env(tmp_path, **{name: "many"})
+    result = run([sys.executable, ROOT / "gunicorn_config.py"], env=env, cwd=ROOT, timeout=30)
     assert result.returncode != 0
-    assert "PROCTOR_WEB_WORKERS" in result.stderr
+    assert name in result.stderr
 
 
 def test_gunicorn_accepts_the_config(tmp_path):
@@ -389,7 +416,8 @@ def test_gunicorn_accepts_the_config(tmp_path):
     result = run([BIN / "gunicorn", "-c", ROOT / "gunicorn_config.py", "--print-config", "server:app"],
                  env=env, cwd=ROOT, timeout=60)
     assert result.returncode == 0, result.stderr
-    assert re.search(r"^worker_class\s+= gthread$", result.stdout, re.M)
+    assert re.search(r"^worker_class\s+= proctor\.serving\.PacedGeventWorker$", result.stdout, re.M)
+    assert re.search(r"^logger_class\s+= proctor\.serving\.EscapingLogger$", result.stdout, re.M)
     assert re.search(r"^child_exit\s+= .*child_exit", result.stdout, re.M)
 
 
