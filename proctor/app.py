@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import api, config
+from . import api, config, web
 from .config import Settings
 from .logs import configure_logging, install_request_ids
 
@@ -29,6 +29,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         )
     install_request_ids(app)
     api.register(app)
+    web.register(app)
     return app
 
 

@@ -1,5 +1,8 @@
 """Operator commands: ``.venv/bin/python -m proctor.cli COMMAND`` (from the repository root).
 
+  create-admin USERNAME            create an administrator account of the console (the first one);
+                                   the password is typed twice, or read from the first line of
+                                   standard input when that is no terminal
   archive EXAM_ID [--dest DIR]     move a completed exam's recordings, screenshots and leftover
                                    segments to DIR/exam-EXAM_ID (default PROCTOR_ARCHIVE_DIR),
                                    verified by checksum, and record where they went
@@ -25,6 +28,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+import getpass
 
 from . import archive, imports, media, report, seat_settings
 from .config import settings
@@ -33,6 +37,21 @@ from .errors import ProctorError
 
 def _archive(args) -> dict:
     return archive.archive_exam(args.exam_id, Path(args.dest) if args.dest else None)
+from .web import accounts
+
+
+def _create_admin(args) -> dict:
+    return accounts.create_staff(args.username, _new_password(), accounts.ADMIN)
+
+
+def _new_password() -> str:
+    """Typed twice at a terminal (never on the command line, where ``ps`` shows it)."""
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass("password: ")
+    if getpass.getpass("the same password again: ") != first:
+        raise ProctorError("the two passwords differ")
+    return first
 
 
 def _export(args) -> dict | None:
@@ -86,6 +105,9 @@ def parser() -> argparse.ArgumentParser:
     i = sub.add_parser("import-students", help="import students from CSV, .xlsx or a text roster")
     i.add_argument("file")
     i.add_argument("--exam-id", type=int)
+    c = sub.add_parser("create-admin", help="create an administrator account of the console")
+    c.add_argument("username")
+    c.set_defaults(run=_create_admin)
     i.set_defaults(run=_import)
     m = sub.add_parser("merge-dir", help="merge a folder of segments into one video")
     m.add_argument("dir")

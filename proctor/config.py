@@ -99,6 +99,7 @@ class Settings:
     redis_url: str
     redis_prefix: str
     admin_token: str
+    secret_key: str
     heartbeat_interval_s: int
     offline_after_s: int
     max_segment_bytes: int
@@ -140,21 +141,20 @@ class Settings:
         return replace(self, **changes)
 
 
-def _admin_token(env: Env, data_dir: Path) -> str:
-    """PROCTOR_ADMIN_TOKEN, or a token generated once and kept in the data directory.
+def _kept_secret(given: str, path: Path) -> str:
+    """``given`` (from the environment), or a secret generated once and kept at ``path``.
 
-    The zero-configuration start must still have teacher authentication; a token generated on first
-    start and stored with mode 0600 gives that without a default password anybody could guess.
+    The zero-configuration start must still have teacher authentication (the admin token) and
+    signed console forms (the secret key); a secret generated on first start and stored with mode
+    0600 gives that without a default anybody could guess, and the same one in every process.
     """
-    token = env.text("PROCTOR_ADMIN_TOKEN", "")
-    if token:
-        return token
-    path = data_dir / "admin_token"
+    if given:
+        return given
     try:
         return path.read_text().strip()
     except FileNotFoundError:
         pass
-    data_dir.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
     token = secrets.token_urlsafe(32)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -174,7 +174,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         database_url=env.text("DATABASE_URL", f"sqlite:///{data_dir / 'proctor.db'}"),
         redis_url=env.text("REDIS_URL", "redis://127.0.0.1:6379/0"),
         redis_prefix=env.text("PROCTOR_REDIS_PREFIX", "proctor:"),
-        admin_token=_admin_token(env, data_dir),
+        admin_token=_kept_secret(env.text("PROCTOR_ADMIN_TOKEN", ""), data_dir / "admin_token"),
+        secret_key=_kept_secret(env.text("PROCTOR_SECRET_KEY", ""), data_dir / "secret_key"),
         heartbeat_interval_s=env.integer("PROCTOR_HEARTBEAT_INTERVAL_S", 10),
         offline_after_s=env.integer("PROCTOR_OFFLINE_AFTER_S", 60),
         max_segment_bytes=env.integer("PROCTOR_MAX_SEGMENT_BYTES", 64 * 1024 * 1024),

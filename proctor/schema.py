@@ -306,3 +306,18 @@ archive_items = Table(
     Column("size", BigInteger, nullable=False),
     Column("sha256", String(64), nullable=False),
 )
+
+# People of the exam office who sign in to the console (the browser's front door). Only a hash of
+# the password is kept (werkzeug's scrypt); ``locale`` is the language the person chose, NULL
+# for the browser's.
+staff = Table(
+    "staff",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("username", String(64), nullable=False, unique=True),
+    Column("password_hash", String(255), nullable=False),
+    Column("role", String(16), nullable=False),  # admin | teacher
+    Column("locale", String(16)),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    Column("last_sign_in_at", UTCDateTime),
+)

@@ -59,6 +59,7 @@ ensure_packages() {
     case "$pkg" in
       redis-server) cmd=redis-server ;;
       systemd) cmd=systemd-analyze ;;
+      chromium-driver) cmd=chromedriver ;;
       *) cmd="$pkg" ;;
     esac
     command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
