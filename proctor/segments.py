@@ -43,7 +43,7 @@ class Upload:
 def store_segment(session_id: int, upload: Upload, body: BinaryIO) -> tuple[bool, dict]:
     """Store one segment; returns (created, segment info). Same bytes again is not an error."""
     state = _session_state(session_id)
-    _check_seq_ahead(session_id, upload.run, upload.seq)
+    check_seq_ahead(session_id, upload.run, upload.seq)
     final = storage.segment_path(session_id, upload.run, upload.seq, upload.media_type)
     staged = storage.stage_stream(body, final.parent, upload.length)
     try:
@@ -62,7 +62,8 @@ def store_segment(session_id: int, upload: Upload, body: BinaryIO) -> tuple[bool
     return stored
 
 
-def _check_seq_ahead(session_id: int, run: int, seq: int) -> None:
+def check_seq_ahead(session_id: int, run: int, seq: int) -> None:
+    """A seq (of an upload, or a finish's ``last_seq``) at most MAX_AHEAD above what the run stored."""
     with engine().connect() as conn:
         stored = conn.execute(
             select(func.count()).select_from(segments)

@@ -340,6 +340,15 @@ def test_a_seq_far_ahead_is_refused_and_gaps_are_ranges(api):
     assert len(json.dumps(view)) < 4096
 
 
+def test_a_finish_far_ahead_is_refused(api):
+    s = _session(api)
+    r = api.post(f"/api/sessions/{s['session_id']}/finish", s["token"], json={"last_seq": 999_999})
+    assert r.status_code == 400 and error_code(r) == "seq_too_far_ahead", r.text
+    assert api.session(s)["state"] == "active"
+    api.finish(s, last_seq=1000)
+    assert api.session(s)["state"] == "finished"
+
+
 def test_a_seat_sequence_far_ahead_is_refused(api):
     seat = _seat(api, "10.77.0.5")
     seat_error(seat.send_recording(999_999, "x.webm", WEBM_HEAD), 400)

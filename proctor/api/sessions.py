@@ -87,6 +87,8 @@ def get_session(session_id: int):
 def finish(session_id: int):
     require_session(session_id, teacher_ok=True)
     body = parse(Finish, allow_empty=True)
+    if body.last_seq is not None:  # every seq below it would be a gap the merge waits for and reports
+        segments.check_seq_ahead(session_id, 0, body.last_seq)
     return jsonify(sessions.finish(session_id, body.last_seq, client_addr=request.remote_addr)), 202
 
 
