@@ -25,18 +25,14 @@ Exit status: 0 on success, 1 when the command was refused (the reason is printed
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import sys
 from pathlib import Path
-import getpass
 
 from . import archive, imports, media, report, seat_settings
 from .config import settings
 from .errors import ProctorError
-
-
-def _archive(args) -> dict:
-    return archive.archive_exam(args.exam_id, Path(args.dest) if args.dest else None)
 from .web import accounts
 
 
@@ -52,6 +48,10 @@ def _new_password() -> str:
     if getpass.getpass("the same password again: ") != first:
         raise ProctorError("the two passwords differ")
     return first
+
+
+def _archive(args) -> dict:
+    return archive.archive_exam(args.exam_id, Path(args.dest) if args.dest else None)
 
 
 def _export(args) -> dict | None:
@@ -94,6 +94,9 @@ def _merge_dir(args) -> dict:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=".venv/bin/python -m proctor.cli", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("create-admin", help="create an administrator account of the console")
+    c.add_argument("username")
+    c.set_defaults(run=_create_admin)
     a = sub.add_parser("archive", help="move a completed exam's files to the backup directory")
     a.add_argument("exam_id", type=int)
     a.add_argument("--dest", help="backup directory (default PROCTOR_ARCHIVE_DIR)")
@@ -105,9 +108,6 @@ def parser() -> argparse.ArgumentParser:
     i = sub.add_parser("import-students", help="import students from CSV, .xlsx or a text roster")
     i.add_argument("file")
     i.add_argument("--exam-id", type=int)
-    c = sub.add_parser("create-admin", help="create an administrator account of the console")
-    c.add_argument("username")
-    c.set_defaults(run=_create_admin)
     i.set_defaults(run=_import)
     m = sub.add_parser("merge-dir", help="merge a folder of segments into one video")
     m.add_argument("dir")
