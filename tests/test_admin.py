@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from tests.helpers import DATA, error_code, png_image, unique
+from tests.helpers import DATA, error_code, png_image, silence, unique
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
@@ -39,7 +39,8 @@ def test_csv_import_reports_accepted_and_rejected(api):
     listed = {s["student_id"]: s["name"] for s in api.get("/api/admin/students", "teacher").json()["students"]}
     assert listed[f"{p}1"] == "Ada Lovelace" and listed[f"{p}2"] is None and listed[f"{p}4"] == "Émile Zola"
 
-    # The legacy seat's form is prefilled from the registry.
+    # The legacy seat's form is prefilled from the registry, once the student sits an exam.
+    api.create_exam(roster=[f"{p}4"])
     r = api.get(f"/api/students/{p}4")
     assert r.json() == {"status": "success", "student_id": f"{p}4", "student_name": "Émile Zola"}
 
@@ -271,16 +272,17 @@ def test_token_login_history(api):
     sid = unique("hist")
     exam = api.create_exam()
     first = api.join(exam["id"], sid)
-    api.join(exam["id"], sid)  # a restarted client, same address: not flagged
-    # The same student from another machine while the first is online: flagged.
-    token = api.at("127.0.0.71").join(exam["id"], sid)["token"]
+    silence(first["session_id"])
+    token = api.join(exam["id"], sid)["token"]  # a restarted client, same address: not flagged
+    # The same student from another machine while the first is online: refused, and flagged.
+    assert api.at("127.0.0.71").try_join(exam["id"], sid).status_code == 409
     assert api.post(f"/api/sessions/{first['session_id']}/finish", token, json={}).status_code == 202
 
     logins = api.get(f"/api/exams/{exam['id']}/logins?student_id={sid}", "teacher").json()["logins"]
     assert [(e["kind"], e["client_addr"], e["flagged"], e["via"]) for e in logins] == [
         ("login", "127.0.0.1", False, "token"),
         ("rejoin", "127.0.0.1", False, "token"),
-        ("rejoin", "127.0.0.71", True, "token"),
+        ("refused", "127.0.0.71", True, "token"),
         ("logout", "127.0.0.1", False, "token"),
     ]
     flagged = api.get(f"/api/exams/{exam['id']}/logins?flagged=1", "teacher").json()["logins"]

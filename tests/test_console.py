@@ -352,3 +352,18 @@ def test_passwords_are_kept_as_scrypt_hashes(app):
     with engine().connect() as conn:
         stored = conn.execute(select(staff.c.password_hash).where(staff.c.username == name)).scalar_one()
     assert stored.startswith("scrypt:") and PASSWORD not in stored
+
+
+def test_password_guessing_is_cut_off(app):
+    from proctor.web.views import SIGN_INS_PER_ACCOUNT
+
+    client = app.test_client()
+    name = new_account()
+    allowed = int(SIGN_INS_PER_ACCOUNT.split()[0])
+    for _ in range(allowed):
+        assert sign_in(client, name, "wrong password guess").status_code == 401
+    refused = sign_in(client, name)  # even the right password, until the minute is over
+    assert refused.status_code == 429 and "Retry-After" in refused.headers
+    assert "Too many attempts" in refused.get_data(as_text=True)
+    other = app.test_client()  # another address is not locked out by this one
+    assert sign_in(other, name, environ_base={"REMOTE_ADDR": "127.0.0.77"}).status_code == 302

@@ -84,9 +84,9 @@ def test_exam_schedule_moves_and_completion_queues_merges(api, status_worker):
     from proctor.db import engine
     from proctor.schema import exams, sessions
 
-    exam = api.create_exam(start_in_s=3600, length_s=3600)
+    exam = api.create_exam(start_in_s=600, length_s=3600)
     assert exam["status"] == "pending"
-    s = api.join(exam["id"], "scheduled")  # joining before the start is allowed
+    s = api.join(exam["id"], "scheduled")  # joining shortly before the start is allowed
     api.upload(s, 0, b"\0not really a video", "video/mp4")
 
     def schedule(starts_in_s: float, ends_in_s: float) -> None:

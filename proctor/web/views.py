@@ -13,12 +13,15 @@ from functools import wraps
 
 from flask import Blueprint, g, jsonify, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
+from flask_limiter import RateLimitExceeded
+from flask_limiter.util import get_remote_address
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
 from .. import exams, imports
 from ..api.errors import error_response
+from ..api.limits import limiter
 from ..api.validation import ExamCreate, check_schedule
 from ..config import settings
 from ..errors import ProctorError, describe
@@ -34,6 +37,11 @@ csrf = CSRFProtect()
 PAGE_POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
                "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Password guessing: a person mistypes a few times a minute, a script thousands. Per address and
+# account (nobody elsewhere can lock an account out), and per address for all accounts (an exam
+# office behind one NAT address signs in far less often than this).
+SIGN_INS_PER_ACCOUNT = "10 per minute"
+SIGN_INS_PER_ADDRESS = "60 per minute"
 POLL_INTERVAL_MS = 3000
 
 
@@ -106,6 +114,11 @@ def _csrf_refused(_err):
     return error_page(400, "csrf_failed", message)
 
 
+@bp.errorhandler(RateLimitExceeded)
+def _too_many(_err):
+    return error_page(429, "too_many_requests", _("Too many attempts. Wait a minute and try again."))
+
+
 @bp.errorhandler(ProctorError)
 def _refused(err: ProctorError):
     return error_page(err.status, err.code, err.message)
@@ -124,7 +137,13 @@ def index():
     return redirect(url_for("console.exam_list" if g.staff else "console.sign_in"))
 
 
+def _address_and_account() -> str:
+    return f"{get_remote_address()}/{accounts.normal_username(request.form.get('username', ''))[:64]}"
+
+
 @bp.route("/sign-in", methods=["GET", "POST"])
+@limiter.limit(SIGN_INS_PER_ACCOUNT, methods=["POST"], key_func=_address_and_account, scope="console-sign-in")
+@limiter.limit(SIGN_INS_PER_ADDRESS, methods=["POST"], scope="console-sign-in-address")
 def sign_in():
     form = forms.SignIn()
     failed = False
