@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import uuid
 
-from . import redis_client
+from . import locks, redis_client
 from .worker import MERGE_QUEUE, MERGE_TASK, celery_app
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ def queued_marker(session_id: int) -> str:
 def enqueue_merge(session_id: int, countdown: float | None = None) -> str | None:
     task_id = uuid.uuid4().hex
     try:
-        redis_client.client().set(queued_marker(session_id), task_id, ex=MARKER_TTL_S)
+        mark_queued(session_id, task_id)
         celery_app.send_task(
             MERGE_TASK, args=[session_id], queue=MERGE_QUEUE, countdown=countdown, task_id=task_id
         )
@@ -37,9 +37,18 @@ def enqueue_merge(session_id: int, countdown: float | None = None) -> str | None
     return task_id
 
 
+def mark_queued(session_id: int, task_id: str) -> None:
+    """A merge message for the session is in the queue (or a retry of one is scheduled)."""
+    redis_client.client().set(queued_marker(session_id), task_id, ex=MARKER_TTL_S)
+
+
 def is_queued(session_id: int) -> bool:
     return bool(redis_client.client().exists(queued_marker(session_id)))
 
 
-def clear_queued(session_id: int) -> None:
-    redis_client.client().delete(queued_marker(session_id))
+def clear_queued(session_id: int, task_id: str | None = None) -> None:
+    """Remove the marker; with ``task_id``, only while it names that message (not a newer one)."""
+    if task_id is None:
+        redis_client.client().delete(queued_marker(session_id))
+    else:
+        locks.delete_if(queued_marker(session_id), task_id)

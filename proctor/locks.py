@@ -28,25 +28,23 @@ class Lock:
         return bool(redis_client.client().set(self.key, self.token, nx=True, ex=self.ttl_s))
 
     def release(self) -> None:
-        redis_client.client().eval(_RELEASE, 1, self.key, self.token)
+        delete_if(self.key, self.token)
 
 
-@contextmanager
-def held(name: str, ttl_s: int) -> Iterator[bool]:
-    """Yield whether the lock was taken; release it afterwards if it was."""
-    lock = Lock(name, ttl_s)
-    taken = lock.acquire()
-    try:
-        yield taken
-    finally:
-        if taken:
-            lock.release()
+def delete_if(key: str, value: str) -> bool:
+    """Delete ``key`` only while it still holds ``value`` (atomically); whether it did."""
+    return bool(redis_client.client().eval(_RELEASE, 1, key, value))
 
 
 _RENEW = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('expire', KEYS[1], ARGV[2]) end
 return 0
 """
+
+
+# A dead holder (SIGKILL, power loss) keeps a Lease at most this long; whoever recovers its work
+# (a restarted merge worker) waits this long before looking.
+LEASE_TTL_S = 30
 
 
 class Lease(Lock):
@@ -56,7 +54,7 @@ class Lease(Lock):
     lock within ``ttl_s`` seconds, while a live holder keeps it for as long as it needs.
     """
 
-    def __init__(self, name: str, ttl_s: int):
+    def __init__(self, name: str, ttl_s: int = LEASE_TTL_S):
         super().__init__(name, ttl_s)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -81,6 +79,19 @@ class Lease(Lock):
         if self._thread is not None:
             self._thread.join(timeout=5)
         super().release()
+
+
+@contextmanager
+def held(name: str, ttl_s: int, renewed: bool = False) -> Iterator[bool]:
+    """Yield whether the lock was taken; release it afterwards if it was. ``renewed``: a Lease,
+    kept while the block runs however long it takes."""
+    lock = Lease(name, ttl_s) if renewed else Lock(name, ttl_s)
+    taken = lock.acquire()
+    try:
+        yield taken
+    finally:
+        if taken:
+            lock.release()
 
 
 def is_held(name: str) -> bool:

@@ -8,7 +8,11 @@ consistent, and makes repeated or concurrent deliveries harmless:
   never run at once, and a merge whose worker died frees the session within seconds;
 - a finished state (merged/partial) makes a second delivery a no-op;
 - an attempt counter in the database stops a merge that keeps killing its worker (poison loop);
-- a transient failure is retried with exponential backoff and jitter, up to the same limit.
+- a transient failure (a full disk, FFmpeg briefly missing) is retried with exponential backoff
+  and jitter, up to the same limit; meanwhile the recording is ``queued`` with the error and every
+  segment stays;
+- a merge whose whole worker died (its lease lapsed, its message held by the broker until the
+  visibility timeout) is queued again by ``reconcile``, which a merge worker runs when it starts.
 
 The whole retry policy (attempt limit, backoff, poison limit) lives here; the Celery task only
 applies the delay this module returns.
@@ -33,7 +37,7 @@ from .schema import segments as segments_t
 
 log = logging.getLogger(__name__)
 
-LEASE_TTL_S = 30
+LEASE_TTL_S = locks.LEASE_TTL_S
 PROGRESS_EVERY_S = 2.0
 
 
@@ -64,12 +68,27 @@ def merge_session(
     """
     lease = locks.Lease(lease_name(session_id), LEASE_TTL_S)
     if not lease.acquire():
+        # The holder (a running merge, or reconcile deciding) sees to the session; our marker
+        # must not make reconcile believe this message is still waiting in the queue.
+        if task_id:
+            jobs.clear_queued(session_id, task_id)
         return Outcome(session_id, "skipped", "another merge of this session is running")
     try:
         jobs.clear_queued(session_id)
         return _merge_locked(session_id, on_progress, task_id)
+    except Transient as err:
+        _await_retry(session_id, err, task_id)
+        raise
     finally:
         lease.release()
+
+
+def _await_retry(session_id: int, err: Transient, task_id: str | None) -> None:
+    """Before the lease goes: the recording says why it waits, and is marked queued (the task's
+    retry keeps its id) so reconcile does not queue a second attempt beside the retry."""
+    with engine().begin() as conn:
+        states.retry_later(conn, session_id, str(err))
+    jobs.mark_queued(session_id, task_id or "retry")
 
 
 def _merge_locked(session_id: int, on_progress, task_id: str | None) -> Outcome:
@@ -191,7 +210,7 @@ def _merge_again_if_more_came(session_id: int, inputs: list[_Input]) -> None:
 
 def _remove_leftovers_of_dead_merges(output) -> None:
     """A merge killed mid-way leaves its scratch files; the lease says none of ours is running."""
-    output.parent.mkdir(parents=True, exist_ok=True)
+    storage.make_dirs(output.parent)
     for leftover in output.parent.glob(f"{storage.TMP_PREFIX}{output.stem}-*"):
         storage.discard(leftover)
 
@@ -323,6 +342,7 @@ def retry_delay(session_id: int, err: Exception) -> float | None:
     made = attempts(session_id)
     if made >= settings().merge_max_attempts:
         fail(session_id, f"{err} (after {made} attempts)")
+        jobs.clear_queued(session_id)  # no retry follows
         return None
     base = settings().merge_retry_base_s
     return (2**made) * base + random.uniform(0, base)
@@ -331,27 +351,42 @@ def retry_delay(session_id: int, err: Exception) -> float | None:
 def reconcile(stale_after_s: float = 60) -> dict:
     """Queue every finished session whose merge is neither queued nor running.
 
-    Recovers from a Redis restart that lost the queue and from a worker that died with its
-    merge (its message only returns after the visibility timeout; its lease expires in seconds).
+    Recovers from a worker that died with its merge: the session is still ``merging`` but nobody
+    holds its lease (it lapses LEASE_TTL_S after its holder died, while the broker keeps the
+    message until the visibility timeout). Also from a Redis restart that lost the queue: a
+    ``finished`` session unchanged for ``stale_after_s`` without a queued marker (a finish that
+    just committed sets its marker a moment later).
     """
     cutoff = utcnow() - timedelta(seconds=stale_after_s)
     with engine().connect() as conn:
         candidates = conn.execute(
             select(sessions.c.id)
             .join(recordings, recordings.c.session_id == sessions.c.id)
-            .where(sessions.c.state.in_(states.MERGEABLE), recordings.c.updated_at < cutoff)
+            .where((sessions.c.state == states.MERGING)
+                   | ((sessions.c.state == states.FINISHED) & (recordings.c.updated_at < cutoff)))
         ).scalars().all()
-    requeued = []
-    for sid in candidates:
-        if jobs.is_queued(sid) or locks.is_held(lease_name(sid)):
-            continue
-        with engine().begin() as conn:
-            states.requeue(conn, sid, fresh_attempts=False)
-        jobs.enqueue_merge(sid)
-        requeued.append(sid)
+    requeued = [sid for sid in candidates if _requeue_if_abandoned(sid)]
     if requeued:
         log.warning("reconcile re-queued the merges of sessions %s", requeued)
     return {"requeued": requeued}
+
+
+def _requeue_if_abandoned(session_id: int) -> bool:
+    """Queue the merge again unless one runs or is queued. Decided while holding the session's
+    lease, so no merge can start or finish between the look and the re-queue."""
+    if jobs.is_queued(session_id):
+        return False
+    with locks.held(lease_name(session_id), LEASE_TTL_S) as taken:
+        if not taken or jobs.is_queued(session_id):
+            return False
+        session = _session(session_id)
+        if session is None or session.state not in states.MERGEABLE:
+            return False
+        with engine().begin() as conn:
+            states.requeue(conn, session_id, fresh_attempts=False)
+    # Only now: a worker taking the message at once must find the lease free.
+    jobs.enqueue_merge(session_id)
+    return True
 
 
 def attempts(session_id: int) -> int:

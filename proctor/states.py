@@ -7,10 +7,11 @@ session cannot move it along a path this module does not allow.
 
 Session:    active ─exam ends→ closing ─finish, or upload grace over→ finished
             active ─finish→ finished ─start→ merging ─→ merged | partial | failed
-            merging ─worker lost→ finished;  failed ─teacher's re-queue→ finished
+            merging ─worker lost, or a transient failure→ finished;  failed ─teacher's re-queue→ finished
             finished | merging | merged | partial | failed ─seat logs in again→ active
             merged | partial | failed ─a segment arrives late→ finished (merged again)
 Recording:  queued ─→ [waiting ─grace over or all arrived→] merging ─→ merged | partial | failed;
+            merging ─transient failure (error kept)→ queued;
             failed ─→ queued;
             merged | partial ─retention→ expired;  merged | partial | failed ─archive→ archived
 Exam:       pending ─starts_at→ active ─ends_at or ended by the teacher→ completed
@@ -176,6 +177,17 @@ def merged(conn: Connection, session_id: int, *, complete: bool, recording: dict
     )
     conn.execute(update(sessions).where(sessions.c.id == session_id, sessions.c.state == MERGING).values(state=status))
     return status
+
+
+def retry_later(conn: Connection, session_id: int, error: str) -> None:
+    """merging → finished with a queued recording that says why: a transient failure (a full
+    disk), retried after a backoff; the segments stay."""
+    conn.execute(
+        update(recordings)
+        .where(recordings.c.session_id == session_id, recordings.c.status == MERGING)
+        .values(status=QUEUED, error=error[:2000], updated_at=utcnow())
+    )
+    conn.execute(update(sessions).where(sessions.c.id == session_id, sessions.c.state == MERGING).values(state=FINISHED))
 
 
 def fail(conn: Connection, session_id: int, error: str) -> None:

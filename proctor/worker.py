@@ -7,9 +7,13 @@ the comment on each says why.
 """
 from __future__ import annotations
 
+import threading
+
 from celery import Celery
+from celery.signals import worker_ready
 from kombu import Exchange, Queue
 
+from . import locks
 from .config import settings
 
 cfg = settings()
@@ -94,3 +98,20 @@ celery_app.conf.update(
     },
     beat_schedule_filename=str(cfg.data_dir / "celerybeat-schedule"),
 )
+
+
+@worker_ready.connect
+def recover_merges_of_dead_workers(sender, **_kw) -> None:
+    """A merge worker that starts (systemd restarted it after a crash, the host rebooted) has the
+    merges whose worker died re-queued: their messages stay with the broker until the visibility
+    timeout. Once now, for leases that already lapsed, and once after a lease's ttl, for a worker
+    that died just before this one started."""
+    if MERGE_QUEUE not in sender.app.amqp.queues.consume_from:
+        return
+    celery_app.send_task(RECONCILE_TASK, queue=MERGE_QUEUE)
+    # A timer here rather than a countdown task: a worker holding a countdown task does not
+    # survive a Redis restart (celery 5.7.0; see tests/test_faults.py).
+    later = threading.Timer(locks.LEASE_TTL_S + 1, celery_app.send_task, args=(RECONCILE_TASK,),
+                            kwargs={"queue": MERGE_QUEUE})
+    later.daemon = True
+    later.start()

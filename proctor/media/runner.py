@@ -5,12 +5,15 @@ shell), ``file:`` URLs only (``-protocol_whitelist file``), only the three conta
 accept (``-format_whitelist``), and a deadline after which it is killed. On Linux ffmpeg also
 dies with the worker process that started it (``PR_SET_PDEATHSIG``), so a SIGKILLed Celery
 worker leaves no orphan encoding on; its ``.tmp-<output stem>-*`` files remain for a sweeper.
+An ffmpeg that fails because the disk is full raises OSError(ENOSPC), not MediaError: the input is
+fine and the merge is worth retrying once there is room.
 """
 from __future__ import annotations
 
 import collections
 import contextlib
 import ctypes
+import errno
 import functools
 import math
 import os
@@ -28,6 +31,8 @@ from .models import MediaError, MediaTimeout
 # is refused before a parser sees it.
 DEMUXERS = ("mov", "mp4", "m4a", "3gp", "3g2", "mj2", "matroska", "webm", "mpegts")
 STDERR_TAIL = 30
+# How ffmpeg reports a write that failed for want of space (its stderr ends in strerror()).
+_NO_SPACE = (os.strerror(errno.ENOSPC), os.strerror(errno.EDQUOT))
 
 
 class _Deadline:
@@ -129,6 +134,8 @@ def _stream_lines(cmd: list[str], timeout: float) -> Iterator[str]:
     if expired.is_set():
         raise MediaTimeout(f"{Path(cmd[0]).name} killed at the time limit ({timeout:.1f}s left)")
     if proc.returncode != 0:
+        if any(text in line for line in tail for text in _NO_SPACE):
+            raise OSError(errno.ENOSPC, f"{Path(cmd[0]).name}: {_last_error(tail)}")
         raise _CommandFailed(_last_error(tail))
 
 
