@@ -3,6 +3,11 @@
 The server names every file itself. An upload streams into a temporary file in the destination
 directory while its SHA-256 is computed, is fsynced, and only then linked into place, so a cut
 upload leaves nothing visible and memory per upload stays at one chunk.
+
+Power loss: a file is durable once its data and its directory entry are. So the data is fsynced
+before the link or rename that publishes it, the directory after it, and a directory this module
+creates (a session's first segment) has its parent fsynced too, all before the upload is answered
+or the merge recorded. What was answered 201, and a recording marked merged, survives a power cut.
 """
 from __future__ import annotations
 
@@ -68,9 +73,24 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def make_dirs(directory: Path) -> None:
+    """``mkdir -p`` whose new directories survive a power cut: each one's parent is fsynced
+    (also when a concurrent upload created it first: its entry may not be on disk yet)."""
+    missing = []
+    while not directory.is_dir():
+        missing.append(directory)
+        directory = directory.parent
+    for new in reversed(missing):
+        try:
+            new.mkdir()
+        except FileExistsError:
+            pass
+        fsync_dir(new.parent)
+
+
 def stage_stream(stream: BinaryIO, directory: Path, length: int) -> StagedFile:
     """Copy exactly ``length`` bytes of ``stream`` into a fsynced temporary file in ``directory``."""
-    directory.mkdir(parents=True, exist_ok=True)
+    make_dirs(directory)
     fd, name = tempfile.mkstemp(prefix=TMP_PREFIX, dir=directory)
     digest = hashlib.sha256()
     remaining = length

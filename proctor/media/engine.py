@@ -70,7 +70,7 @@ def merge_segments(segments: list[Segment], output: Path, *, ffmpeg: str = "ffmp
     ordered, warnings = _order(segments)
     if not ordered:
         raise MediaError("no segments to merge")
-    output.parent.mkdir(parents=True, exist_ok=True)
+    storage.make_dirs(output.parent)
     temp = _TempFiles(output)
     progress_report = _Progress(progress)
     try:
