@@ -19,6 +19,9 @@
                                    (GET /api/config), without its server keys and secrets; prints
                                    the keys kept and the ones dropped
   seat-config show                 print the seat settings served to the seats
+  prune-metrics [--dir DIR]        remove the Prometheus multiprocess files of processes that no
+                                   longer run from DIR (default PROMETHEUS_MULTIPROC_DIR); the
+                                   units run it before they start
 
 Exit status: 0 on success, 1 when the command was refused (the reason is printed), 2 for usage.
 """
@@ -27,10 +30,11 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import os
 import sys
 from pathlib import Path
 
-from . import archive, imports, media, report, seat_settings
+from . import archive, imports, media, metric_files, report, seat_settings
 from .config import settings
 from .errors import ProctorError
 from .web import accounts
@@ -91,6 +95,13 @@ def _merge_dir(args) -> dict:
     return result.as_dict()
 
 
+def _prune_metrics(args) -> dict:
+    directory = args.dir or os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory:
+        raise ProctorError("no directory: give --dir or set PROMETHEUS_MULTIPROC_DIR")
+    return {"directory": directory, "removed": metric_files.prune_dead(Path(directory))}
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=".venv/bin/python -m proctor.cli", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -119,6 +130,9 @@ def parser() -> argparse.ArgumentParser:
     si.add_argument("file")
     si.set_defaults(run=_seat_config_import)
     actions.add_parser("show", help="print the seat settings").set_defaults(run=_seat_config_show)
+    pm = sub.add_parser("prune-metrics", help="remove the metrics files of processes that no longer run")
+    pm.add_argument("--dir", help="multiprocess directory (default PROMETHEUS_MULTIPROC_DIR)")
+    pm.set_defaults(run=_prune_metrics)
     return p
 
 

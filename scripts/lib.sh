@@ -88,6 +88,13 @@ ensure_dirs() {
 	mkdir -p "$RUN_DIR" "$LOG_DIR" "$DATA_DIR" "$PROM_DIR"
 }
 
+# prune_metrics: remove the metrics files of processes that no longer run (a worker or web process
+# that crashed or was restarted), as the systemd units do before they start; live ones stay.
+prune_metrics() {
+	"$(python_bin)" -m proctor.cli prune-metrics --dir "$PROM_DIR" >/dev/null ||
+		die "could not prune the metrics files in $PROM_DIR"
+}
+
 # --- tools ---------------------------------------------------------------------------------------
 
 VENV_DIR="$PROCTOR_ROOT/.venv"

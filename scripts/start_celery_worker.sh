@@ -30,5 +30,6 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 concurrency="$(positive_int PROCTOR_MERGE_CONCURRENCY "${PROCTOR_MERGE_CONCURRENCY:-2}")"
 ensure_dirs
+prune_metrics
 start_celery_worker celery_worker_merge "$MARK_MERGE" "$MERGE_NODE" video_merge "$concurrency" \
 	"$LOG_DIR/celery_worker_merge.log"

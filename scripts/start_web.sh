@@ -65,6 +65,7 @@ if [[ "$first" != unix:* ]] && "${health[@]}"; then
 fi
 
 ensure_dirs
+prune_metrics
 gunicorn="$(tool gunicorn)"
 
 start_daemon web "$MARK_WEB" "$LOG_DIR/gunicorn_error.log" \

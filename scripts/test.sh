@@ -74,8 +74,9 @@ PACKAGE_PURPOSE[chromium-driver]="Selenium drives chromium through chromedriver 
 PACKAGE_PURPOSE[systemd]="the operations tests check the units with systemd-analyze verify (skipped without it)"
 PACKAGE_PURPOSE[shellcheck]="the operations tests lint scripts/*.sh with it (skipped without it)"
 PACKAGE_PURPOSE[curl]="the start scripts check readiness with it (the operations tests run them)"
+PACKAGE_PURPOSE[strace]="the power-cut tests check the order of fsync and rename with it (skipped without it)"
 ensure_packages ffmpeg redis-server || die "missing system packages (see above)"
-want_packages systemd shellcheck curl
+want_packages systemd shellcheck curl strace
 ensure_venv || die "could not set up .venv from requirements.txt (see above)"
 want_packages chromium chromium-driver
 
