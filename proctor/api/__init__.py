@@ -2,7 +2,7 @@
 protocol (``legacy``), each rendering domain errors in its own shape."""
 from flask import Flask
 
-from . import admin, converters, errors, exams, headers, health, legacy, limits, metrics, ops, sessions
+from . import admin, converters, errors, exams, headers, health, legacy, limits, metrics, openapi, ops, sessions
 
 
 def register(app: Flask) -> None:
@@ -17,3 +17,4 @@ def register(app: Flask) -> None:
     app.register_blueprint(ops.bp)
     app.register_blueprint(admin.bp)
     legacy.register(app)
+    app.register_blueprint(openapi.bp)
