@@ -1,7 +1,7 @@
 """Benchmark: other students' heartbeats while one address holds many idle or trickling connections.
 
 Usage: .venv/bin/python bench/slow_clients.py [--idle N] [--trickle T] [--honest M] [--seconds S]
-                                              [--repeat R] [--workers CLASS,CLASS]
+                                              [--settle S] [--repeat R] [--workers CLASS,CLASS]
 
 For each worker class (default: gthread, the former default, and proctor.serving.PacedGeventWorker,
 the chosen one), in the same run and interleaved, it starts the real Gunicorn with the project's
@@ -18,7 +18,8 @@ defaults), then measures, with and without the attack:
 
 Prints, per worker class and load, the medians over R runs of the heartbeat latency p50 and p99
 (a heartbeat that failed or timed out counts as 10 s), the share of failed heartbeats and of
-uploads that failed, and the machine (nproc, CPU model).
+uploads that failed, the attack's connections still open at the end of the window, and the
+machine (nproc, CPU model).
 
 Uses a temporary SQLite database unless DATABASE_URL is set, and Redis db 13 of the local server
 (BENCH_REDIS_URL to change) with its own key prefix. Needs a soft limit of open files above N + T
@@ -197,6 +198,7 @@ def one_run(worker_class: str, args, attacked: bool) -> dict:
             time.sleep(args.settle)
         try:
             honest.run(args.seconds)
+            held = open_now.value
         finally:
             stop_flag.set()
             if attacker:
@@ -206,7 +208,7 @@ def one_run(worker_class: str, args, attacked: bool) -> dict:
             "p50": percentile(lat, 50), "p99": percentile(lat, 99), "beats": len(lat),
             "failed": honest.failures / max(len(lat), 1),
             "uploads_failed": honest.uploads_failed / max(honest.uploads_ok + honest.uploads_failed, 1),
-            "held": open_now.value if attacked else 0,
+            "held": held,
         }
     finally:
         proc.stop()
@@ -277,12 +279,12 @@ def main() -> None:
           f"{'MariaDB/MySQL' if 'mysql' in os.environ['DATABASE_URL'] else 'SQLite'}")
     print(f"attack: {args.idle} idle + {args.trickle} trickling connections from {ATTACK_SOURCE}; "
           f"{args.honest} honest clients; medians of {args.repeat} runs of {args.seconds:g} s\n")
-    print(f"| worker class | load | heartbeat p50 | heartbeat p99 | heartbeats failed | uploads failed |")
-    print("|---|---|---|---|---|---|")
+    print("| worker class | load | heartbeat p50 | heartbeat p99 | heartbeats failed | uploads failed | attack held |")
+    print("|---|---|---|---|---|---|---|")
     for (worker_class, attacked), runs in results.items():
-        med = {k: statistics.median(r[k] for r in runs) for k in ("p50", "p99", "failed", "uploads_failed")}
+        med = {k: statistics.median(r[k] for r in runs) for k in ("p50", "p99", "failed", "uploads_failed", "held")}
         print(f"| {worker_class} | {'attacked' if attacked else 'quiet'} | {med['p50'] * 1000:.1f} ms | "
-              f"{med['p99'] * 1000:.1f} ms | {med['failed']:.1%} | {med['uploads_failed']:.0%} |")
+              f"{med['p99'] * 1000:.1f} ms | {med['failed']:.1%} | {med['uploads_failed']:.0%} | {med['held']:.0f} |")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from tests.helpers import (
     unique,
     wait_until,
 )
+from tests.media_helpers import make_clip
 
 IDLE = 1000
 TRICKLING = 20
@@ -132,7 +133,13 @@ class Trickle:
         self.thread.join()
 
 
-def test_idle_and_trickling_connections_leave_heartbeats_and_uploads_working(paced_server):
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> bytes:
+    """A small real segment (uploads are checked to be media)."""
+    return make_clip(tmp_path_factory.mktemp("clip") / "segment.mp4", seconds=0.5).read_bytes()
+
+
+def test_idle_and_trickling_connections_leave_heartbeats_and_uploads_working(paced_server, clip):
     teacher = Api(HttpTransport(paced_server), ADMIN_TOKEN)
     students = [unique("slow-s") for _ in range(4)]
     seat_id, cheat_id = unique("slow-seat"), unique("slow-trickler")
@@ -157,7 +164,7 @@ def test_idle_and_trickling_connections_leave_heartbeats_and_uploads_working(pac
                 r = Api(HttpTransport(paced_server), ADMIN_TOKEN).heartbeat(session)
                 assert r.status_code == 200, r.text
             assert seat.heartbeat().status_code == 200
-            assert teacher.upload(sessions[0], 0, b"a small segment" * 1000).status_code == 201
+            assert teacher.upload(sessions[0], 0, clip).status_code == 201
             assert teacher.screenshot(sessions[1], png_image()).status_code == 201
 
             # The trickling uploads are cut (their body ends short: refused) and store nothing.
@@ -172,18 +179,19 @@ def test_idle_and_trickling_connections_leave_heartbeats_and_uploads_working(pac
     assert _stored(sessions[0]) == ["000000.mp4"]
 
 
-def test_a_connection_stalled_mid_body_is_closed_and_stores_nothing(paced_server):
+def test_a_connection_stalled_mid_body_is_closed_and_stores_nothing(paced_server, clip):
     teacher = Api(HttpTransport(paced_server), ADMIN_TOKEN)
     exam = teacher.create_exam()
     session = teacher.join(exam["id"], unique("stall"))
-    sock = _connect(paced_server, _upload_head(session, 0, 100_000) + b"y" * 40_000, source="127.0.0.1")
+    half = clip[: len(clip) // 2]
+    sock = _connect(paced_server, _upload_head(session, 0, len(clip)) + half, source="127.0.0.1")
     with sock:
         answer = _wait_closed(sock, timeout=READ_TIMEOUT_S * 6)
     # Either a 4xx for the short body or a plain close; never a stored half.
     assert answer == b"" or answer.startswith(b"HTTP/1.1 4"), answer[:200]
     assert _stored(session) == [] and teacher.session(session)["segments"] == 0
     # The same upload, whole, succeeds.
-    assert teacher.upload(session, 0, b"y" * 100_000).status_code == 201
+    assert teacher.upload(session, 0, clip).status_code == 201
 
 
 # --- log lines ------------------------------------------------------------------------------------
