@@ -2,6 +2,7 @@
 committed compiled catalog (.mo, what the app loads) says exactly what its .po says."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from babel.messages.extract import extract_from_dir
@@ -34,3 +35,44 @@ def test_the_compiled_catalog_matches_its_source():
     with open(CATALOG / "messages.mo", "rb") as f:
         compiled = {m.id: m.string for m in read_mo(f) if m.id}
     assert compiled == source, "compile messages.po again (see proctor/web/i18n.py)"
+
+
+def visible_words(page: str) -> set[str]:
+    """Latin words a person reads on the page (the data block for the page's script included), but
+    in elements marked lang="en": the service layer's own messages, shown as details."""
+    import json
+
+    labels = re.search(r'<script id="labels" type="application/json">(.*?)</script>', page, re.S)
+    text = re.sub(r'<(\w+)[^>]*\blang="en"[^>]*>.*?</\1>', " ", page, flags=re.S)
+    text = re.sub(r"<script\b.*?</script>|<[^>]+>", " ", text, flags=re.S)
+    if labels:
+        data = json.loads(labels.group(1))
+        data.pop("lang")
+        text += " " + " ".join(strings_in(data))
+    return words(text)
+
+
+def words(text: str) -> set[str]:
+    return set(re.findall(r"[A-Za-z]{3,}", text))
+
+
+def strings_in(data) -> list[str]:
+    if isinstance(data, dict):
+        return [s for value in data.values() for s in strings_in(value)]
+    return [data]
+
+
+def test_chinese_pages_have_no_english_left(app):
+    from tests.helpers import Api, AppTransport
+    from tests.test_console import HTML, new_account, sign_in
+
+    client = app.test_client()
+    chinese = {**HTML, "Accept-Language": "zh-CN"}
+    assert visible_words(client.get("/sign-in", headers=chinese).get_data(as_text=True)) == set()
+    username = new_account()
+    assert sign_in(client, username).status_code == 302
+    exam = Api(AppTransport(app)).create_exam(title="期末考试", roster=["s1"])
+    allowed = {"UTC", "Etc"} | words(username) | words(exam["entry_code"])
+    for path in ("/exams/new", f"/exams/{exam['id']}", "/exams/999999"):
+        page = client.get(path, headers=chinese).get_data(as_text=True)
+        assert visible_words(page) - allowed == set(), path

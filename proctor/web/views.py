@@ -102,21 +102,37 @@ def office_time(iso: str | None) -> str:
 # --- errors -----------------------------------------------------------------------------------
 
 
-def error_page(status: int, code: str, message: str):
+def error_page(status: int, code: str, message: str, *, translated: bool = False):
+    """The error as a page (to a browser) or the token API's JSON. A message of the service layer
+    is in English: the page says what happened in the reader's language and shows it as a detail."""
     if wants_json():
         return error_response(status, code, message)
-    return render_template("error.html", status=status, message=message), status
+    summary = message if translated else _summary(status)
+    detail = None if translated else message
+    return render_template("error.html", status=status, summary=summary, detail=detail), status
+
+
+def _summary(status: int) -> str:
+    summaries = {
+        403: _("You may not do this."),
+        404: _("This does not exist (any more)."),
+        409: _("This is not possible in the current state."),
+        413: _("This is too large."),
+        503: _("The database is unavailable. Try again in a moment."),
+    }
+    return summaries.get(status, _("The request was refused."))
 
 
 @bp.errorhandler(CSRFError)
 def _csrf_refused(_err):
     message = _("This form has expired or did not come from this site. Reload the page and try again.")
-    return error_page(400, "csrf_failed", message)
+    return error_page(400, "csrf_failed", message, translated=True)
 
 
 @bp.errorhandler(RateLimitExceeded)
 def _too_many(_err):
-    return error_page(429, "too_many_requests", _("Too many attempts. Wait a minute and try again."))
+    return error_page(429, "too_many_requests", _("Too many attempts. Wait a minute and try again."),
+                      translated=True)
 
 
 @bp.errorhandler(ProctorError)
