@@ -18,6 +18,9 @@ from pathlib import Path
 
 import pytest
 
+# Imported here, with the suite's settings: proctor.worker binds its Celery app to the Redis of the
+# settings in force when it is first imported, and this test changes them for a while.
+from proctor.worker import MERGE_QUEUE, RECONCILE_TASK
 from tests.helpers import (
     BIN,
     FINAL_STATES,
@@ -323,8 +326,6 @@ def _check_back_online_recorded(session: dict) -> None:
 
 def _reconciled(api: Api, redis_server: PrivateRedis, session: dict) -> dict:
     from celery import Celery
-
-    from proctor.worker import MERGE_QUEUE, RECONCILE_TASK
 
     broker = Celery(broker=redis_server.url, set_as_current=False)
 
