@@ -19,7 +19,7 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-EPOCH = re.compile(r"^\d{9,13}(\.\d+)?$")
+EPOCH = re.compile(r"^[0-9]{9,13}(\.[0-9]+)?$")  # ASCII: float() reads "٣" as 3 too
 COMPACT_FORMATS = ("%Y%m%d_%H%M%S", "%Y%m%d%H%M%S", "%Y-%m-%d_%H-%M-%S", "%Y/%m/%d %H:%M:%S")
 SEAT_FORMAT = "%Y-%m-%d %H:%M:%S"
 

@@ -178,30 +178,35 @@ def _remove_files(exam_id: int, session_ids: list[int]) -> None:
 
 
 def add_to_roster(exam_id: int, entries: list[dict]) -> dict:
-    """Add students (those already on it are left as they are); returns what changed and overlaps."""
-    with engine().connect() as conn:
-        get_exam_row(conn, exam_id)
-        present = set(
-            conn.execute(
-                select(roster.c.student_id).where(
-                    roster.c.exam_id == exam_id, roster.c.student_id.in_([e["student_id"] for e in entries])
-                )
-            ).scalars()
-        ) if entries else set()
-    added = []
-    for entry in entries:
-        if entry["student_id"] in present:
-            continue
-        try:
-            with engine().begin() as conn:
-                conn.execute(insert(roster).values(exam_id=exam_id, **entry))
-            added.append(entry["student_id"])
-        except IntegrityError:
-            pass  # added concurrently: the same outcome
+    """Add students (those already on it are left as they are), all or none; returns what changed
+    and overlaps."""
+    with engine().begin() as conn:
+        added = roster_additions(conn, exam_id, entries)
+    return roster_answer(exam_id, entries, added)
+
+
+def roster_additions(conn, exam_id: int, entries: list[dict]) -> list[str]:
+    """Insert the students not yet on the roster in ``conn``'s transaction; their ids. A student
+    added by someone else meanwhile refuses the whole addition (409), which the caller may retry."""
+    get_exam_row(conn, exam_id)
     ids = [e["student_id"] for e in entries]
+    present = set(
+        conn.execute(select(roster.c.student_id).where(roster.c.exam_id == exam_id, roster.c.student_id.in_(ids))).scalars()
+    ) if entries else set()
+    new = [e for e in entries if e["student_id"] not in present]
+    if new:
+        try:
+            conn.execute(insert(roster), [{"exam_id": exam_id, **e} for e in new])
+        except IntegrityError:
+            raise Conflict(f"the roster of exam {exam_id} changed meanwhile: send it again", code="roster_changed") from None
+    return [e["student_id"] for e in new]
+
+
+def roster_answer(exam_id: int, entries: list[dict], added: list[str]) -> dict:
+    ids = {e["student_id"] for e in entries}
     return {
         "added": added,
-        "already_on_roster": sorted(present),
+        "already_on_roster": sorted(ids - set(added)),
         "warnings": [w for w in overlap_warnings(exam_id) if w["student_id"] in ids],
     }
 

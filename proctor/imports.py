@@ -29,7 +29,7 @@ from openpyxl import load_workbook
 
 from .db import engine
 from .errors import BadRequest, TooLarge, UnsupportedMediaType
-from .exams import add_to_roster, get_exam_row
+from .exams import roster_additions, roster_answer
 from .students import MAX_NAME, STUDENT_ID, upsert_students
 
 MAX_ROWS = 100_000
@@ -297,15 +297,14 @@ def _quoted(cell: str) -> str:
 def import_table(data: bytes, media_type: str, filename: str = "", exam_id: int | None = None) -> dict:
     """Put a file's students into the registry and, with ``exam_id``, onto that exam's roster.
 
-    The exam is looked up in the transaction that writes the registry, so an unknown exam (404)
-    leaves the registry as it was.
+    Registry and roster are written in one transaction: an unknown exam (404) or any other refusal
+    leaves both as they were.
     """
     report = parse_table(data, media_type, filename)
     with engine().begin() as conn:
-        if exam_id is not None:
-            get_exam_row(conn, exam_id)
+        added = roster_additions(conn, exam_id, report.accepted) if exam_id is not None else None
         created, updated = upsert_students(report.accepted, conn)
     answer = {**report.as_dict(), "created": created, "updated": updated}
     if exam_id is not None:
-        answer["roster"] = add_to_roster(exam_id, report.accepted)
+        answer["roster"] = roster_answer(exam_id, report.accepted, added)
     return answer

@@ -441,3 +441,11 @@ def test_parse_naive_time_is_server_local():
 
     with pytest.raises(BadRequest):
         parse_time("next tuesday")
+
+
+def test_a_seat_timestamp_in_unicode_digits_is_refused(api):
+    from proctor.clock import parse_time
+    from proctor.errors import BadRequest
+
+    with pytest.raises(BadRequest):
+        parse_time("٣٣٣٣٣٣٣٣٣٣")

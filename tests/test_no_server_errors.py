@@ -178,17 +178,6 @@ extreme_dates = st.sampled_from(EXTREME_ISO + EXTREME_EPOCH_MS + [str(ms) for ms
 extreme_epoch_ms = st.sampled_from(EXTREME_EPOCH_MS) | st.sampled_from(EXTREME_EPOCH_MS).map(str)
 PATH_IDS = {"exam_id": "exam", "session_id": "session", "shot_id": "shot"}
 MP4_HEAD = b"\x00\x00\x00\x18ftypmp42" + bytes(16)  # what the type check reads of an mp4
-# What these tests found in code others own, reported to them: each entry goes when its fix lands
-# (the test then passes; xfail is not strict, so a fix landing first breaks nobody's run).
-KNOWN = {
-    ("POST", "/api/sessions/<id:session_id>/violations", "screenshot_id"): "2**63 overflows the database: 500",
-}
-
-
-def known(*values):
-    """``values`` as a test's parameters, expected to fail while they are a KNOWN finding."""
-    reason = KNOWN.get(values)
-    return pytest.param(*values, marks=[pytest.mark.xfail(reason=reason, strict=False)] if reason else [])
 
 
 @pytest.fixture
@@ -317,7 +306,7 @@ def request_with(world: dict, rule: str, kind: str, body: dict, field: str, valu
 
 
 @pytest.mark.parametrize("method,rule,field", [
-    known(method, rule, field) for (method, rule), (_, _, fields) in HOSTILE_FIELDS.items() for field in fields])
+    (method, rule, field) for (method, rule), (_, _, fields) in HOSTILE_FIELDS.items() for field in fields])
 def test_hostile_ids_seqs_and_dates_in_bodies_are_refused(world, method, rule, field):
     kind, valid, fields = HOSTILE_FIELDS[(method, rule)]
 
@@ -335,7 +324,7 @@ def json_routes() -> list[tuple[str, str]]:
 
 
 @pytest.mark.parametrize("method,rule,depth", [
-    known(method, rule, depth) for method, rule in json_routes() for depth in DEEP_JSON_DEPTHS])
+    (method, rule, depth) for method, rule in json_routes() for depth in DEEP_JSON_DEPTHS])
 def test_json_nested_beyond_any_parser_is_refused(world, method, rule, depth):
     assert_refused_and_nothing_changed(world, method, fill(rule, world), rule, data=b"[" * depth,
                                        headers={"Content-Type": "application/json"})

@@ -35,14 +35,17 @@ def heartbeat(session_id: int):
 @bp.put("/<id:session_id>/segments/<seq>")
 def put_segment(session_id: int, seq: str):
     require_session(session_id, teacher_ok=False)
-    upload = segments.Upload(
-        seq=_seq(seq),
-        media_type=_media_type(),
-        length=body_length(settings().max_segment_bytes, "segment"),
-        sha256=_claimed_sha256(),
-        captured_at=captured_at_header(),
-    )
+    length = body_length(settings().max_segment_bytes, "segment")
+    # From here the body is known to be bounded: a refusal reads the rest, so the student's client
+    # gets the answer rather than a reset connection.
     try:
+        upload = segments.Upload(
+            seq=_seq(seq),
+            media_type=_media_type(),
+            length=length,
+            sha256=_claimed_sha256(),
+            captured_at=captured_at_header(),
+        )
         created, info = segments.store_segment(session_id, upload, request.stream)
     except ProctorError:
         drain(request.stream)

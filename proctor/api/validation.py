@@ -183,7 +183,7 @@ class Finish(Body):
 class ViolationIn(Body):
     reason: Annotated[str, StringConstraints(min_length=1, max_length=500)]
     occurred_at: EpochMs | None = None
-    screenshot_id: Annotated[int, Field(ge=1, strict=True)] | None = None
+    screenshot_id: Annotated[int, Field(ge=1, le=2**31 - 1, strict=True)] | None = None
 
 
 def parse(model: type[M], *, allow_empty: bool = False, limit: int = MAX_JSON_BYTES) -> M:
