@@ -184,30 +184,25 @@ def test_whole_merge_worker_sigkilled_and_restarted_by_its_unit_merges_once(api,
 # --- two status checks at once --------------------------------------------------------------------
 
 
-def test_status_checks_from_two_workers_never_overlap_nor_double_presence_events(api):
-    """Two status workers (what two Beats at once amount to) get a burst of checks: the lease
-    lets one run at a time, and every silent student gets exactly one offline event."""
-    from proctor import presence, runs
-    from proctor.clock import utcnow
-    from proctor.db import engine
-    from proctor.schema import presence_events
-    from proctor.worker import celery_app
+def _silent_sessions(api, count: int) -> list[int]:
+    """Sessions whose last heartbeat was an hour ago: the next status check marks them offline."""
+    from proctor import presence
 
     exam = api.create_exam()
-    silent = [api.join(exam["id"], f"silent{n}")["session_id"] for n in range(40)]
+    silent = [api.join(exam["id"], f"silent{n}")["session_id"] for n in range(count)]
     for sid in silent:
         presence.track(sid, now=time.time() - 3600)
-    since = utcnow().isoformat()
-    workers = [start_worker("status_check", 1, f"status-{n}") for n in "ab"]
-    try:
-        pending = [celery_app.send_task("celery_tasks.status_check_task", queue="status_check") for _ in range(30)]
-        results = [p.get(timeout=120) for p in pending]
-    finally:
-        for w in workers:
-            w.stop()
+    return silent
+
+
+def _assert_one_at_a_time_and_one_offline_event(since: str, silent: list[int]) -> list[dict]:
+    """The checks that ran since ``since`` never overlapped; each silent session went offline
+    exactly once. Returns those checks."""
+    from proctor import runs
+    from proctor.db import engine
+    from proctor.schema import presence_events
 
     ran = [r for r in runs.recent_status_checks() if r["started_at"] >= since]
-    assert len(ran) == sum(1 for r in results if not r.get("skipped")) >= 1
     spans = sorted((r["started_at"], r["finished_at"]) for r in ran)
     assert all(end <= nxt for (_, end), (nxt, _) in zip(spans, spans[1:])), spans
     with engine().connect() as conn:
@@ -217,6 +212,50 @@ def test_status_checks_from_two_workers_never_overlap_nor_double_presence_events
             .group_by(presence_events.c.session_id)
         ).all()
     assert dict(events) == {sid: 1 for sid in silent}
+    return ran
+
+
+def test_status_checks_from_two_workers_never_overlap_nor_double_presence_events(api):
+    """Two status workers get a burst of checks: the lease lets one run at a time, and every
+    silent student gets exactly one offline event."""
+    from proctor.clock import utcnow
+    from proctor.worker import celery_app
+
+    silent = _silent_sessions(api, 40)
+    since = utcnow().isoformat()
+    workers = [start_worker("status_check", 1, f"status-{n}") for n in "ab"]
+    try:
+        pending = [celery_app.send_task("celery_tasks.status_check_task", queue="status_check") for _ in range(30)]
+        results = [p.get(timeout=120) for p in pending]
+    finally:
+        for w in workers:
+            w.stop()
+    ran = _assert_one_at_a_time_and_one_offline_event(since, silent)
+    assert len(ran) == sum(1 for r in results if not r.get("skipped")) >= 1
+
+
+def test_two_beats_at_once_double_nothing(api, tmp_path):
+    """Two real Beats (the mistake the lease guards against), each with its schedule file, and two
+    status workers: both Beats' checks are delivered, none overlaps another, no event doubles."""
+    from proctor.clock import utcnow
+
+    silent = _silent_sessions(api, 40)
+    since = utcnow().isoformat()
+    workers = [start_worker("status_check", 1, f"status-{n}") for n in "ab"]
+    beats = [Process([str(BIN / "celery"), "-A", "celery_config.celery_app", "beat", "--loglevel", "INFO",
+                      "-s", str(tmp_path / f"schedule-{n}")], f"beat-{n}.log").start() for n in "ab"]
+
+    def checks_done() -> int:
+        return sum(len(re.findall(r"status_check_task\[[^]]+\] succeeded", w.log())) for w in workers)
+
+    try:
+        # Each Beat sends its first check one period (30 s) after it starts.
+        wait_until(lambda: all("Sending due task status-check" in b.log() for b in beats) and checks_done() >= 2,
+                   timeout=180, interval=0.5, what="both Beats' status checks to run")
+    finally:
+        for process in beats + workers:
+            process.stop()
+    assert _assert_one_at_a_time_and_one_offline_event(since, silent)
 
 
 # --- power loss: what is answered is on disk ------------------------------------------------------
