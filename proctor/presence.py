@@ -143,12 +143,18 @@ def _record_or_defer(session_ids: list[int], kind: str) -> None:
 
 
 def _record_deferred() -> int:
-    """Write the presence changes an outage kept in Redis, oldest first; returns how many."""
+    """Write the presence changes an outage kept in Redis, oldest first; returns how many.
+
+    Only those Redis still shows: a session finished (no longer tracked) or moved since had its
+    newer change written already."""
     r = redis_client.client()
+    hb, offline = _keys()
     pending = r.hgetall(_pending_key())
     for sid, entry in sorted(pending.items(), key=lambda item: float(item[1].split()[1])):
         kind, at = entry.split()
-        record_change([int(sid)], kind, at=datetime.fromtimestamp(float(at), timezone.utc))
+        still = r.zscore(hb, sid) is not None if kind == "online" else r.sismember(offline, sid)
+        if still:
+            record_change([int(sid)], kind, at=datetime.fromtimestamp(float(at), timezone.utc))
         r.eval(_FORGET_IF_SAME, 1, _pending_key(), sid, entry)
     return len(pending)
 

@@ -233,7 +233,7 @@ def test_database_outage_is_503_then_everything_recovers(private_mariadb, privat
         clip = make_clip(tmp_path / "clip.mp4").read_bytes()
         students = [f"db-out-{n}" for n in range(3)]
         seats = [Seat(api, f"127.0.0.{31 + n}", f"db-seat-{n}", f"Seat Student {n}") for n in range(2)]
-        exam = api.create_exam(roster=[*students, "db-merge", "db-away",
+        exam = api.create_exam(roster=[*students, "db-merge", "db-away", "db-gone",
                                        *({"student_id": s.student_id, "name": s.student_name} for s in seats)])
         joined = {sid: api.join(exam["id"], sid) for sid in students}
         for seat in seats:
@@ -241,8 +241,9 @@ def test_database_outage_is_503_then_everything_recovers(private_mariadb, privat
 
         # A student marked offline by the status check, who comes back during the outage.
         settings_changed(database_url=env["DATABASE_URL"], redis_url=env["REDIS_URL"])
-        away = api.join(exam["id"], "db-away")
+        away, gone = api.join(exam["id"], "db-away"), api.join(exam["id"], "db-gone")
         _mark_offline(away)
+        _mark_offline(gone)
 
         # A finished session whose merge is queued, with no merge worker running yet.
         merging = api.join(exam["id"], "db-merge")
@@ -267,8 +268,9 @@ def test_database_outage_is_503_then_everything_recovers(private_mariadb, privat
         wait_until(lambda: load.every_client_called(CALLS_DURING_OUTAGE, "down")
                    and time.monotonic() - down_since >= OUTAGE_S, timeout=OUTAGE_S + 120,
                    what=f"{CALLS_DURING_OUTAGE} calls of each kind by each client during the outage")
-        back = api.heartbeat(away)
-        assert back.status_code == 200 and back.json()["tracked"], back.text
+        for s in (away, gone):
+            back = api.heartbeat(s)
+            assert back.status_code == 200 and back.json()["tracked"], back.text
 
         load.phase = "restarting"
         private_mariadb.start()
@@ -279,7 +281,8 @@ def test_database_outage_is_503_then_everything_recovers(private_mariadb, privat
 
         _check_answers(load, students, seats)
         _check_nothing_half_stored(api, joined, load, tmp_path / "data")
-        _check_back_online_recorded(away)
+        api.finish(gone)  # after the outage, before the sweep that writes what it deferred
+        _check_back_online_recorded(away, gone)
 
         # The merge that met the outage ended its Celery task, but the session is not failed: the
         # reconcile task (Beat's, every 2 minutes; sent here to the merge worker's queue) queues it
@@ -300,7 +303,7 @@ def _mark_offline(session: dict) -> None:
     from proctor.config import settings
 
     presence.track(session["session_id"], now=time.time() - settings().offline_after_s - 5)
-    assert presence.sweep_offline(settings().offline_after_s) == [session["session_id"]]
+    assert session["session_id"] in presence.sweep_offline(settings().offline_after_s)
     assert _presence_in_database(session) == "offline"
 
 
@@ -314,14 +317,16 @@ def _presence_in_database(session: dict) -> str:
         return conn.execute(select(sessions.c.presence).where(sessions.c.id == session["session_id"])).scalar()
 
 
-def _check_back_online_recorded(session: dict) -> None:
-    """The return heartbeat of the outage could not write it; the next sweep does."""
+def _check_back_online_recorded(session: dict, finished_since: dict) -> None:
+    """The return heartbeat of the outage could not write it; the next sweep does, unless the
+    session finished meanwhile (finishing wrote the newer change: offline)."""
     from proctor import presence
     from proctor.config import settings
 
     assert _presence_in_database(session) == "offline"
     presence.sweep_offline(settings().offline_after_s)
     assert _presence_in_database(session) == "online"
+    assert _presence_in_database(finished_since) == "offline"
 
 
 def _reconciled(api: Api, redis_server: PrivateRedis, session: dict) -> dict:
