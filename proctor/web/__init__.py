@@ -8,23 +8,31 @@ the token API and the seats' protocol authenticate with bearer tokens or address
 so a cross-site request has nothing to ride on there. English and Simplified Chinese (``i18n``).
 Every script and style is a file under ``static/``: the pages' Content-Security-Policy allows
 nothing else.
+
+A new page: a view on ``console.bp`` (in the module of its area, or a new module added to
+``PAGES``) decorated ``@signed_in``, calling the service functions the API calls; a template that
+extends ``base.html`` with every string in ``_()``; the Chinese catalog updated as ``babel.cfg``
+says (tests/test_console_i18n.py fails on a string left untranslated); tests in
+tests/test_console*.py (in-process for permissions and CSRF, the browser for what needs one).
 """
 from __future__ import annotations
 
 from flask import Flask
 
 from ..config import settings
-from . import browser_sessions, i18n, views
+from . import auth, browser_sessions, console, exam_pages, i18n
+
+PAGES = (auth, exam_pages)  # modules of views on console.bp: importing them adds their routes
 
 
 def register(app: Flask) -> None:
     app.config["SECRET_KEY"] = settings().secret_key
-    # Checked by the console's own before_request (views.protect), not app-wide.
+    # Checked by the console's own before_request (console.py), not app-wide.
     app.config["WTF_CSRF_CHECK_DEFAULT"] = False
     # The token lives as long as the browser session (which expires when idle): a live view left
     # open through a three-hour exam can still sign out.
     app.config["WTF_CSRF_TIME_LIMIT"] = None
     app.session_interface = browser_sessions.RedisSessionInterface()
-    views.csrf.init_app(app)
+    console.csrf.init_app(app)
     i18n.install(app)
-    app.register_blueprint(views.bp)
+    app.register_blueprint(console.bp)

@@ -22,5 +22,5 @@ class NewExam(FlaskForm):
                             render_kw={"type": "datetime-local"})
     ends_at = StringField(_l("Ends at"), validators=[DataRequired(_l("Give the end time."))],
                           render_kw={"type": "datetime-local"})
-    # Its size is bounded where the body is read (views: PROCTOR_MAX_IMPORT_BYTES).
+    # Its size is bounded where the body is read (console.py: PROCTOR_MAX_IMPORT_BYTES).
     roster = TextAreaField(_l("Roster"), render_kw={"rows": 12, "spellcheck": "false"})

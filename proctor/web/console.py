@@ -1,0 +1,136 @@
+"""What every console page shares: the blueprint, who is asking (the signed-in account, the CSRF
+check of every POST), the pages' headers, the template helpers, and errors.
+
+Every page needs a signed-in account (``@signed_in``) except sign-in; a page asked for without one
+answers a redirect to sign-in, a script's JSON call a 401. Every POST carries the CSRF token (a
+form field, or the ``X-CSRFToken`` header of a script's call) or is refused with 400 before its
+view runs. Errors answer a page to a browser and the token API's JSON shape to anything else.
+The pages themselves are in ``auth`` and ``exam_pages``; a new area of pages is a new module of
+views on ``bp`` imported by the package (see ``proctor/web/__init__.py``).
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from functools import wraps
+
+from flask import Blueprint, g, redirect, render_template, request, session, url_for
+from flask_babel import gettext as _
+from flask_limiter import RateLimitExceeded
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from werkzeug.exceptions import HTTPException
+
+from ..api.errors import error_response
+from ..config import settings
+from ..errors import ProctorError
+from . import accounts, i18n
+
+# Not /static: Flask's own static route of the app (which serves nothing) is there.
+bp = Blueprint("console", __name__, template_folder="templates", static_folder="static",
+               static_url_path="/assets")
+csrf = CSRFProtect()
+
+# Scripts, styles, images and calls from this origin only; no inline script or style, no frames,
+# forms post only here.
+PAGE_POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+               "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+# --- who is asking ----------------------------------------------------------------------------
+
+
+@bp.before_request
+def _load_staff_and_check_csrf():
+    g.staff = None
+    if "staff_id" in session:
+        g.staff = accounts.staff_row(session["staff_id"])
+        if g.staff is None:  # the account was removed: its sessions open nothing
+            session.clear()
+    if request.method not in SAFE_METHODS:
+        # A form is read whole: no larger than a roster the API would take (413 beyond).
+        request.max_content_length = request.max_form_memory_size = settings().max_import_bytes
+        csrf.protect()
+
+
+def wants_json() -> bool:
+    return request.accept_mimetypes.best_match(["text/html", "application/json"]) != "text/html"
+
+
+def signed_in(view):
+    @wraps(view)
+    def guarded(**kwargs):
+        if g.staff is None:
+            if wants_json():
+                return error_response(401, "unauthorized", "sign in to the console first")
+            return redirect(url_for("console.sign_in", next=request.path))
+        return view(**kwargs)
+
+    return guarded
+
+
+@bp.after_request
+def _page_headers(response):
+    response.headers["Content-Security-Policy"] = PAGE_POLICY
+    # The CSRF check of a form posted over HTTPS compares the Referer with this site: send it,
+    # to this site only.
+    response.headers["Referrer-Policy"] = "same-origin"
+    if request.endpoint != "console.static":
+        response.headers["Cache-Control"] = "no-store"  # entry codes and students' names
+    return response
+
+
+@bp.app_context_processor
+def _page_context():
+    return {"staff": g.get("staff"), "languages": i18n.LANGUAGES, "locale": i18n.chosen_locale()}
+
+
+@bp.app_template_filter("office_time")
+def office_time(iso: str | None) -> str:
+    """An ISO time as the exam office reads it (PROCTOR_TIMEZONE)."""
+    return datetime.fromisoformat(iso).astimezone(settings().timezone).strftime("%Y-%m-%d %H:%M") if iso else "—"
+
+
+# --- errors -----------------------------------------------------------------------------------
+
+
+def error_page(status: int, code: str, message: str, *, translated: bool = False):
+    """The error as a page (to a browser) or the token API's JSON. A message of the service layer
+    is in English: the page says what happened in the reader's language and shows it as a detail."""
+    if wants_json():
+        return error_response(status, code, message)
+    summary = message if translated else _summary(status)
+    detail = None if translated else message
+    return render_template("error.html", status=status, summary=summary, detail=detail), status
+
+
+def _summary(status: int) -> str:
+    summaries = {
+        403: _("You may not do this."),
+        404: _("This does not exist (any more)."),
+        409: _("This is not possible in the current state."),
+        413: _("This is too large."),
+        503: _("The database is unavailable. Try again in a moment."),
+    }
+    return summaries.get(status, _("The request was refused."))
+
+
+@bp.errorhandler(CSRFError)
+def _csrf_refused(_err):
+    message = _("This form has expired or did not come from this site. Reload the page and try again.")
+    return error_page(400, "csrf_failed", message, translated=True)
+
+
+@bp.errorhandler(RateLimitExceeded)
+def _too_many(_err):
+    return error_page(429, "too_many_requests", _("Too many attempts. Wait a minute and try again."),
+                      translated=True)
+
+
+@bp.errorhandler(ProctorError)
+def _refused(err: ProctorError):
+    return error_page(err.status, err.code, err.message)
+
+
+@bp.errorhandler(HTTPException)
+def _http_error(err: HTTPException):
+    return error_page(err.code or 400, (err.name or "error").lower().replace(" ", "_"), err.description or "")
