@@ -679,12 +679,12 @@ class Soak:
             r = self.teacher.post(f"/api/exams/{self.exam_id}/end", "teacher")
             assert r.status_code == 200, r.text
             self.ended.set()
+            ended_at = self.elapsed()
             for t in threads:
                 t.join(timeout=max(1.0, o.length_s + 400 - self.elapsed()))
             ids = {s["student_id"]: s["id"] for s in self.teacher.roster_sessions(self.exam_id)}
             for s in students:
                 s.session_id = ids.get(s.student_id)
-            ended_at = self.elapsed()
             try:
                 self.wait_for_merges(students, o.merge_timeout_s)
                 figures.events["merge backlog drained (s after the end)"] = round(self.elapsed() - ended_at)
