@@ -62,17 +62,29 @@ class InsufficientStorage(ProctorError):
     status, code = 507, "insufficient_storage"
 
 
-class DatabaseUnavailable(ProctorError):
-    """The database cannot be reached (stopped, restarting, frozen, out of connections): the same
-    call may succeed later, so both front doors answer 503 with Retry-After."""
+class Unavailable(ProctorError):
+    """A dependency cannot be reached (stopped, restarting, frozen, out of connections): the same
+    call may succeed later, so every front door answers 503 with Retry-After."""
 
-    status, code = 503, "database_unavailable"
+    status = 503
     RETRY_AFTER_S = 5
+
+    def __init__(self, message: str):
+        super().__init__(message, retry_after=self.RETRY_AFTER_S)
+
+
+class DatabaseUnavailable(Unavailable):
+    code = "database_unavailable"
 
     def __init__(self, message: str = "the database is unavailable; retry later"):
         super().__init__(message)
-        self.retry_after = self.RETRY_AFTER_S
 
+
+class RedisUnavailable(Unavailable):
+    code = "redis_unavailable"
+
+    def __init__(self, message: str = "the live state (Redis) is unavailable; retry later"):
+        super().__init__(message)
 
 
 def describe(err) -> str:

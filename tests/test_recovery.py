@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import time
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import requests
 from sqlalchemy import update
@@ -130,6 +130,22 @@ def test_health_names_redis_when_it_is_down():
         body = r.json()
         assert body["down"] == ["redis"] and body["checks"]["database"]["ok"] is True
         assert "connect" in body["checks"]["redis"]["error"].lower()
+
+        # Calls that need the live state are an outage to retry, in each front door's shape.
+        r = requests.post(f"{base}/api/sessions/1/heartbeat", headers={"Authorization": "Bearer x" * 3}, timeout=10)
+        assert r.status_code == 503 and r.json()["error"]["code"] == "redis_unavailable", r.text
+        assert int(r.headers["Retry-After"]) >= 1
+        teacher = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        now = datetime.now(timezone.utc)
+        requests.post(f"{base}/api/exams", headers=teacher, timeout=10, json={
+            "title": "no redis", "starts_at": now.isoformat(), "ends_at": (now + timedelta(hours=1)).isoformat(),
+            "roster": [{"student_id": "noredis", "name": "No Redis"}]}).raise_for_status()
+        r = requests.post(f"{base}/api/login", json={"student_id": "noredis", "student_name": "No Redis"}, timeout=10)
+        assert r.status_code == 503 and r.json()["status"] == "error", r.text
+        r = requests.get(f"{base}/exams", cookies={"proctor_console": "x" * 43}, timeout=10, allow_redirects=False)
+        assert r.status_code == 503 and "text/html" in r.headers["Content-Type"], r.text
+        # What needs only the database still works.
+        assert requests.get(f"{base}/api/exams", headers=teacher, timeout=10).ok
     finally:
         proc.stop()
 

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import logging
 
+import redis
 from flask import Flask, jsonify
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
-from ..errors import DatabaseUnavailable, ProctorError
+from ..errors import DatabaseUnavailable, ProctorError, RedisUnavailable, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -24,10 +25,17 @@ def with_retry_after(response, err: ProctorError):
     return response
 
 
-def database_busy(_err: PoolTimeout) -> DatabaseUnavailable:
-    """No pooled connection came free in time (a frozen database holds them all): an outage too,
-    answered as one by each front door (503, Retry-After)."""
-    return DatabaseUnavailable("no database connection came free in time; retry later")
+# Faults of a dependency that surface as its own exceptions: each front door answers them as the
+# outage they are (503, Retry-After) in its own shape, through ``outage``.
+OUTAGES = (PoolTimeout, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
+
+def outage(err: Exception) -> Unavailable:
+    if isinstance(err, PoolTimeout):
+        # No pooled connection came free in time: a frozen database holds them all.
+        return DatabaseUnavailable("no database connection came free in time; retry later")
+    log.warning("Redis unavailable: %s", err)
+    return RedisUnavailable()
 
 
 def register(app: Flask) -> None:
@@ -35,7 +43,8 @@ def register(app: Flask) -> None:
     def _domain(err: ProctorError):
         return with_retry_after(error_response(err.status, err.code, err.message), err)
 
-    app.register_error_handler(PoolTimeout, lambda err: _domain(database_busy(err)))
+    for fault in OUTAGES:
+        app.register_error_handler(fault, lambda err: _domain(outage(err)))
 
     @app.errorhandler(HTTPException)
     def _http(err: HTTPException):

@@ -16,7 +16,6 @@ from typing import Annotated
 from flask import Blueprint, Flask, jsonify, request
 from flask_limiter.util import get_remote_address
 from pydantic import Field, StringConstraints, ValidationError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
@@ -24,7 +23,7 @@ from .. import clock, filetypes, legacy, metrics, seat_settings, storage
 from ..config import settings
 from ..errors import BadRequest, ProctorError, TooLarge, UnsupportedMediaType
 from . import drivers
-from .errors import database_busy, with_retry_after
+from .errors import OUTAGES, outage, with_retry_after
 from .limits import admission_per_address, limiter
 from .uploads import body_length
 from .validation import Body, StudentId, describe
@@ -84,9 +83,12 @@ def _domain(err: ProctorError):
     return with_retry_after(seat_error(err.status, err.message), err)
 
 
-@bp.errorhandler(PoolTimeout)
-def _database_busy(err: PoolTimeout):
-    return _domain(database_busy(err))
+def _outage(err: Exception):
+    return _domain(outage(err))
+
+
+for _fault in OUTAGES:
+    bp.register_error_handler(_fault, _outage)
 
 
 @bp.errorhandler(HTTPException)

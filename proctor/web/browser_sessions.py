@@ -15,6 +15,7 @@ import json
 import secrets
 import time
 
+import redis
 from flask import request
 from flask.sessions import SessionInterface, SessionMixin
 from werkzeug.datastructures import CallbackDict
@@ -30,7 +31,7 @@ BORN = "_born"
 class BrowserSession(CallbackDict, SessionMixin):
     """A session's values; ``sid`` is None until it is first stored."""
 
-    def __init__(self, values: dict | None = None, sid: str | None = None):
+    def __init__(self, values: dict | None = None, sid: str | None = None, *, unreadable: bool = False):
         def on_update(this):
             this.modified = True
 
@@ -38,6 +39,8 @@ class BrowserSession(CallbackDict, SessionMixin):
         self.sid = sid
         self.modified = False
         self.retired: str | None = None  # an id to delete when this session is stored next
+        # Redis could not be read: the console answers 503 and nothing is stored back.
+        self.unreadable = unreadable
 
     def rotate(self) -> None:
         """A new id for the same values (at sign-in: an id known before it opens nothing after)."""
@@ -65,11 +68,18 @@ def _load(sid: str) -> dict | None:
 class RedisSessionInterface(SessionInterface):
     def open_session(self, app, request) -> BrowserSession:
         sid = request.cookies.get(COOKIE, "")
-        if 20 <= len(sid) <= 100 and (values := _load(sid)) is not None:
-            return BrowserSession(values, sid)
-        return BrowserSession()
+        if not 20 <= len(sid) <= 100:
+            return BrowserSession()
+        try:
+            values = _load(sid)
+        except (redis.ConnectionError, redis.TimeoutError):
+            # Raised here, Flask would answer 500 without the console's error page.
+            return BrowserSession(sid=sid, unreadable=True)
+        return BrowserSession(values, sid) if values is not None else BrowserSession()
 
     def save_session(self, app, session: BrowserSession, response) -> None:
+        if session.unreadable:
+            return
         if session.retired:
             redis_client.client().delete(_key(session.retired))
         if not session:

@@ -19,9 +19,9 @@ from flask_limiter import RateLimitExceeded
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
 
-from ..api.errors import error_response
+from ..api.errors import OUTAGES, error_response, outage
 from ..config import settings
-from ..errors import ProctorError
+from ..errors import ProctorError, RedisUnavailable
 from . import accounts, i18n
 
 # Not /static: Flask's own static route of the app (which serves nothing) is there.
@@ -42,6 +42,8 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 @bp.before_request
 def _load_staff_and_check_csrf():
     g.staff = None
+    if session.unreadable:
+        raise RedisUnavailable()
     if "staff_id" in session:
         g.staff = accounts.staff_row(session["staff_id"])
         if g.staff is None:  # the account was removed: its sessions open nothing
@@ -109,7 +111,7 @@ def _summary(status: int) -> str:
         404: _("This does not exist (any more)."),
         409: _("This is not possible in the current state."),
         413: _("This is too large."),
-        503: _("The database is unavailable. Try again in a moment."),
+        503: _("A service the console needs is unavailable. Try again in a moment."),
     }
     return summaries.get(status, _("The request was refused."))
 
@@ -129,6 +131,14 @@ def _too_many(_err):
 @bp.errorhandler(ProctorError)
 def _refused(err: ProctorError):
     return error_page(err.status, err.code, err.message)
+
+
+def _outage(err: Exception):
+    return _refused(outage(err))
+
+
+for _fault in OUTAGES:
+    bp.register_error_handler(_fault, _outage)
 
 
 @bp.errorhandler(HTTPException)
