@@ -129,8 +129,14 @@ def _publish_segment(session_id, upload: Upload, staged: storage.StagedFile, fin
             "media_type": upload.media_type,
             "received_at": utcnow(),
         }
-        with engine().begin() as conn:
-            conn.execute(insert(segments).values(**values))
+        try:
+            with engine().begin() as conn:
+                conn.execute(insert(segments).values(**values))
+        except Exception:
+            # Not recorded (the database failed meanwhile): no file may stay as if it were; the
+            # client's retry stores it again.
+            final.unlink(missing_ok=True)
+            raise
     return True, segment_dict(SimpleNamespace(**values))
 
 

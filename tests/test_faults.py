@@ -234,3 +234,32 @@ def test_a_worker_holding_a_countdown_task_survives_a_redis_restart(private_redi
         assert "duration_s" in held.get(timeout=60)
     finally:
         worker.stop()
+
+
+def test_a_segment_the_database_refuses_to_record_leaves_no_file(api):
+    """The database fails between the file being linked into place and its row being written (a
+    trigger refuses the row): no file stays as if it were stored, and the retry stores it."""
+    from sqlalchemy import text
+
+    from proctor.db import engine
+
+    exam = api.create_exam()
+    s = api.join(exam["id"], "refused-row")
+    sid = s["session_id"]
+    mysql = engine().dialect.name == "mysql"
+    body = (f"IF NEW.session_id = {sid} THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'refused'; END IF"
+            if mysql else f"SELECT RAISE(ABORT, 'refused') WHERE NEW.session_id = {sid}")
+    with engine().begin() as conn:
+        conn.execute(text(f"CREATE TRIGGER refuse_segment BEFORE INSERT ON segments FOR EACH ROW BEGIN {body}; END"))
+    try:
+        r = api.upload(s, 0, MP4_HEAD)
+        assert r.status_code >= 500
+        assert not any((DATA / "segments" / str(sid)).rglob("*.mp4"))
+    finally:
+        with engine().begin() as conn:
+            conn.execute(text("DROP TRIGGER refuse_segment"))
+    assert api.upload(s, 0, MP4_HEAD).status_code == 201
+    assert len(list((DATA / "segments" / str(sid)).rglob("*.mp4"))) == 1
+
+
+MP4_HEAD = b"\x00\x00\x00\x18ftypmp42" + bytes(52)

@@ -7,6 +7,9 @@ whichever addresses they come from.
 """
 from __future__ import annotations
 
+import math
+import time
+
 from flask import Flask, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
@@ -20,10 +23,21 @@ def install(app: Flask) -> None:
     cfg = settings()
     app.config.setdefault("RATELIMIT_STORAGE_URI", cfg.redis_url)
     app.config.setdefault("RATELIMIT_KEY_PREFIX", cfg.redis_prefix + "ratelimit")
-    app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
+    # Flask-Limiter's own headers would put its window's reset into the Retry-After of every
+    # answer, over the one a refusal gives (a session in use, an outage): only a 429 gets one.
+    app.config.setdefault("RATELIMIT_HEADERS_ENABLED", False)
     # A Redis hiccup must not turn every seat away: the limit then simply does not apply.
     app.config.setdefault("RATELIMIT_SWALLOW_ERRORS", True)
     limiter.init_app(app)
+    app.after_request(_retry_after_on_429)
+
+
+def _retry_after_on_429(response):
+    breached = [limit for limit in limiter.current_limits if limit.breached]
+    if response.status_code == 429 and breached:
+        wait = max(limit.reset_at for limit in breached) - time.time()
+        response.headers["Retry-After"] = str(max(1, math.ceil(wait)))
+    return response
 
 
 def _exam_key() -> str:
