@@ -1,7 +1,8 @@
 """Benchmark: other students' heartbeats while one address holds many idle or trickling connections.
 
 Usage: .venv/bin/python bench/slow_clients.py [--idle N] [--trickle T] [--honest M] [--seconds S]
-                                              [--settle S] [--repeat R] [--workers CLASS,CLASS]
+                                              [--warmup S] [--settle S] [--repeat R]
+                                              [--workers CLASS,CLASS]
 
 For each worker class (default: gthread, the former default, and proctor.serving.PacedGeventWorker,
 the chosen one), in the same run and interleaved, it starts the real Gunicorn with the project's
@@ -134,6 +135,11 @@ class Honest:
         self.uploads_ok = self.uploads_failed = 0
         self.stop = threading.Event()
 
+    def measured_afresh(self) -> "Honest":
+        """The same clients with nothing measured yet."""
+        self.latencies, self.failures, self.uploads_ok, self.uploads_failed = [], 0, 0, 0
+        return self
+
     def _beat(self, call) -> None:
         start = time.perf_counter()
         try:
@@ -162,6 +168,7 @@ class Honest:
             self.uploads_failed += not ok
 
     def run(self, seconds: float) -> None:
+        self.stop.clear()
         threads = [threading.Thread(target=self._student, args=s) for s in self.students]
         threads += [threading.Thread(target=self._seat, args=(s,)) for s in self.seats]
         threads.append(threading.Thread(target=self._uploader, args=self.students[0]))
@@ -182,6 +189,10 @@ def one_run(worker_class: str, args, attacked: bool) -> dict:
                                 PROCTOR_WEB_WORKER_CLASS=worker_class)
     try:
         honest = Honest(base, args.honest)
+        # Each worker opens its database and Redis connections on first use (pymysql loads the
+        # CA bundle for each, blocking a gevent worker for tens of milliseconds): not measured.
+        honest.run(args.warmup)
+        honest = honest.measured_afresh()
         stop_flag, open_now = multiprocessing.Event(), multiprocessing.Value("i", 0)
         attacker = None
         if attacked:
@@ -256,6 +267,7 @@ def main() -> None:
     parser.add_argument("--trickle", type=int, default=100, help="connections that send one byte a second")
     parser.add_argument("--honest", type=int, default=20, help="honest clients (half students, half seats)")
     parser.add_argument("--seconds", type=float, default=10, help="measuring window of each run")
+    parser.add_argument("--warmup", type=float, default=3, help="seconds of honest calls before any measuring")
     parser.add_argument("--settle", type=float, default=5, help="seconds between the attack's start and measuring")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--workers", default=f"gthread,{CHOSEN}", help="worker classes to compare")
