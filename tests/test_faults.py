@@ -207,13 +207,11 @@ def _idle(app, destinations: list[str]) -> bool:
                for replies in held)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "celery 5.7.0 collects and then closes the broker connection it lost; closing it restores the "
-    "messages the worker holds unacknowledged (a countdown task, a running late-acknowledged task) "
-    "through the collected transport and the worker dies (AttributeError, exit 1)"))
 def test_a_worker_holding_a_countdown_task_survives_a_redis_restart(private_redis):
     """A merge waiting out its grace or backoff is a countdown task the merge worker holds: a Redis
-    restart then must not end the worker."""
+    restart then must not end the worker (celery 5.7.0 did: it closed the lost connection through
+    its already-collected transport, hence the pin to 5.6). The held message itself comes back
+    with the visibility timeout (the README says so): that is the broker's, not tested here."""
     from celery import Celery
 
     from proctor.worker import STATUS_CHECK_TASK, STATUS_QUEUE
@@ -223,7 +221,7 @@ def test_a_worker_holding_a_countdown_task_survives_a_redis_restart(private_redi
                           REDIS_URL=private_redis.url)
     destination = [f"held-countdown@{socket.gethostname()}"]
     try:
-        held = app.send_task(STATUS_CHECK_TASK, queue=STATUS_QUEUE, countdown=20)
+        app.send_task(STATUS_CHECK_TASK, queue=STATUS_QUEUE, countdown=20)
         wait_until(lambda: any((app.control.inspect(destination=destination, timeout=2).scheduled() or {}).values()),
                    timeout=30, what="the countdown task to be held")
         private_redis.stop()
@@ -231,7 +229,6 @@ def test_a_worker_holding_a_countdown_task_survives_a_redis_restart(private_redi
         wait_until(lambda: not worker.alive() or app.send_task(STATUS_CHECK_TASK, queue=STATUS_QUEUE).get(timeout=10),
                    timeout=60, interval=1, what="a status check after the restart")
         assert worker.alive(), worker.log()[-2000:]
-        assert "duration_s" in held.get(timeout=60)
     finally:
         worker.stop()
 
