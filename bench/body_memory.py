@@ -2,7 +2,7 @@
 
 Usage: TEST_REDIS_URL=redis://127.0.0.1:6379/N .venv/bin/python bench/body_memory.py [--json-mib 500]
 
-Each case runs against a fresh single-worker Gunicorn (as ``scripts/start.sh`` runs it, gthread)
+Each case runs against a fresh single-worker Gunicorn (the project's gunicorn_config.py, as in production)
 on a temporary SQLite database and the Redis db of TEST_REDIS_URL (emptied first), and prints the
 worker's peak RSS (VmHWM) before and after the request, with the answer's status and size:
 

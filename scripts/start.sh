@@ -15,8 +15,8 @@
 #      in the data directory);
 #   5. starts web, Beat, status worker, merge worker and Flower (scripts/start_*.sh), each checked
 #      to be alive and answering;
-#   6. prints the health URL, where the admin token is, the Flower credentials and where the
-#      README's "Quick start" walks through an exam with curl.
+#   6. prints the health and console URLs, where the admin token is, the Flower credentials and
+#      where the README's "Quick start" walks through an exam with curl.
 # Running it again starts only what is not running. scripts/stop.sh stops it all. When a step
 # fails, what this run started (its Redis included) is stopped again before it exits non-zero;
 # what was already running is left alone.
@@ -174,7 +174,7 @@ start_component "$STOP_MERGE" bash "$SCRIPT_DIR/start_celery_worker.sh" || die "
 start_component "$STOP_FLOWER" bash "$SCRIPT_DIR/start_flower.sh" || die "start_flower.sh failed (see above)"
 
 # --- 6. where things are -------------------------------------------------------------------------
-# The health URL: there is no page at /, and /health answers anybody (it needs no token).
+# The health URL (/health answers anybody: it needs no token) and the console at /.
 bind="${PROCTOR_BIND:-127.0.0.1:8000}"
 first="${bind%%,*}"
 first="${first// /}"
@@ -185,6 +185,7 @@ unix:*) web_url="curl --unix-socket ${first#unix:} http://localhost/health" ;;
 *:*) web_url="http://$first/health" ;;
 *) web_url="http://$first:8000/health" ;;
 esac
+console_url="${web_url/\/health/\/}"
 if [[ -n "${PROCTOR_ADMIN_TOKEN:-}" ]]; then
 	token_where="the value of PROCTOR_ADMIN_TOKEN"
 else
@@ -204,6 +205,8 @@ cat <<SUMMARY
 
 proctor is running.
   health         $web_url
+  console        $console_url
+                 first account: .venv/bin/python -m proctor.cli create-admin NAME
   try it         README.md, "Quick start": an exam with curl, from join to the merged recording
   admin token    $token_where
   Flower         $flower_url

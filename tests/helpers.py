@@ -174,7 +174,7 @@ class Process:
 
 
 def start_gunicorn(log_name: str, workers: int = 2, **env: str) -> tuple[Process, str]:
-    """The app under real Gunicorn (gthread workers, as in production); returns it and its URL
+    """The app under real Gunicorn (the project's gunicorn_config.py, as in production); returns it and its URL
     once /health answers (with any status: 503 is an answer too)."""
     port = free_port()
     proc = Process(
