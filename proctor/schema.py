@@ -84,6 +84,9 @@ exams = Table(
     # The code the teacher gives the hall for joining through the token API; NULL: invitations
     # only. Kept readable: the teacher shows it to the whole room.
     Column("entry_code", String(16)),
+    # The invigilators' password of this exam's read-only console view (werkzeug's scrypt hash,
+    # never the password); NULL: no invigilator may sign in.
+    Column("invigilator_password_hash", String(255)),
     Index("ix_exams_status", "status"),
 )
 
