@@ -77,7 +77,8 @@ def console_pages(app) -> list[str]:
     """Every console GET route that needs an account, with an id filled in."""
     return [re.sub(r"<[^>]+>", "1", rule.rule) for rule in app.url_map.iter_rules()
             if rule.endpoint.startswith("console.") and "GET" in rule.methods
-            and rule.endpoint not in {"console.static", "console.sign_in", "console.index"}]
+            and rule.endpoint not in {"console.static", "console.sign_in", "console.index",
+                                      "console.invigilator_sign_in"}]
 
 
 def test_signed_out_every_console_page_redirects_to_sign_in_and_its_json_is_401(app, client):
@@ -298,6 +299,211 @@ def test_a_refresh_of_the_live_view_costs_the_same_queries_for_500_students_as_f
         return len(seen)
 
     assert queries(large["id"]) == queries(small["id"])
+
+
+# --- invigilators -------------------------------------------------------------------------------
+
+INVIGILATOR_PASSWORD = "the hall's monitor password"
+
+
+def exam_id_of_new_exam(app, roster=("s1", "s2")) -> int:
+    return Api(AppTransport(app), ADMIN_TOKEN).create_exam(roster=list(roster))["id"]
+
+
+def post_form(client, path: str, page: str, **fields):
+    """A form posted as the page at ``page`` would post it (with that page's CSRF token)."""
+    return client.post(path, data={**fields, "csrf_token": token_of(client, page)}, headers=HTML)
+
+
+def set_invigilator_password(teacher, exam_id: int, password: str = INVIGILATOR_PASSWORD):
+    return post_form(teacher, f"/exams/{exam_id}/invigilator-password", f"/exams/{exam_id}", password=password)
+
+
+def invigilator_of(app, exam_id: int, password: str = INVIGILATOR_PASSWORD):
+    """A test client signed in as an invigilator of the exam."""
+    client = app.test_client()
+    answer = post_form(client, f"/exams/{exam_id}/invigilate", f"/exams/{exam_id}/invigilate", password=password)
+    assert answer.status_code == 302 and answer.headers["Location"] == f"/exams/{exam_id}", answer.status_code
+    return client
+
+
+def stored_invigilator_hash(exam_id: int):
+    from proctor.db import engine
+    from proctor.schema import exams
+
+    with engine().connect() as conn:
+        return conn.execute(select(exams.c.invigilator_password_hash).where(exams.c.id == exam_id)).scalar()
+
+
+CHANGE_CONTROLS = ('id="controls"', 'id="new-code"', 'id="let-in"', 'id="set-invigilator-password"',
+                   "/entry-code", "/let-in", "/invigilator-password")
+
+
+def test_a_teacher_sets_changes_and_clears_the_invigilator_password(app, teacher):
+    exam_id = exam_id_of_new_exam(app)
+    page = teacher.get(f"/exams/{exam_id}", headers=HTML).get_data(as_text=True)
+    assert 'id="invigilator-password-unset"' in page
+    answer = set_invigilator_password(teacher, exam_id)
+    assert answer.status_code == 303 and answer.headers["Location"] == f"/exams/{exam_id}#invigilators"
+    stored = stored_invigilator_hash(exam_id)
+    assert stored.startswith("scrypt:") and INVIGILATOR_PASSWORD not in stored
+    page = teacher.get(f"/exams/{exam_id}", headers=HTML).get_data(as_text=True)
+    assert f"/exams/{exam_id}/invigilate" in page and 'id="clear-invigilator-password"' in page
+
+    watching = invigilator_of(app, exam_id)
+    assert set_invigilator_password(teacher, exam_id, "another long password").status_code == 303
+    # Changing the password signs out whoever signed in with the old one.
+    assert watching.get(f"/exams/{exam_id}", headers=HTML).status_code == 302
+    refused = post_form(app.test_client(), f"/exams/{exam_id}/invigilate", "/sign-in", password=INVIGILATOR_PASSWORD)
+    assert refused.status_code == 401 and "Wrong password." in refused.get_data(as_text=True)
+
+    watching = invigilator_of(app, exam_id, "another long password")
+    cleared = post_form(teacher, f"/exams/{exam_id}/invigilator-password/clear", f"/exams/{exam_id}")
+    assert cleared.status_code == 303 and stored_invigilator_hash(exam_id) is None
+    assert watching.get(f"/exams/{exam_id}/live", headers=JSON).status_code == 401
+    gone = post_form(app.test_client(), f"/exams/{exam_id}/invigilate", "/sign-in", password="another long password")
+    assert gone.status_code == 401
+
+
+def test_a_short_invigilator_password_is_refused_with_the_form_again(app, teacher):
+    exam_id = exam_id_of_new_exam(app)
+    answer = set_invigilator_password(teacher, exam_id, "short")
+    assert answer.status_code == 400 and "A password has 10 to 1024 characters." in answer.get_data(as_text=True)
+    assert stored_invigilator_hash(exam_id) is None
+    missing = post_form(teacher, "/exams/999999/invigilator-password", "/exams/new", password=INVIGILATOR_PASSWORD)
+    assert missing.status_code == 404
+
+
+def test_an_invigilator_sees_the_live_view_of_their_exam_only(app, teacher):
+    exam_id, other_id = exam_id_of_new_exam(app), exam_id_of_new_exam(app)
+    for exam in (exam_id, other_id):  # the same password on both: it still opens only one
+        assert set_invigilator_password(teacher, exam).status_code == 303
+    Api(AppTransport(app), ADMIN_TOKEN).join(exam_id, "s2")
+    watching = invigilator_of(app, exam_id)
+
+    page = watching.get(f"/exams/{exam_id}", headers=HTML)
+    text = page.get_data(as_text=True)
+    assert page.status_code == 200 and 'id="students-table"' in text and "Invigilator (read only)" in text
+    assert [c for c in CHANGE_CONTROLS if c in text] == []
+    data = watching.get(f"/exams/{exam_id}/live", headers=JSON).get_json()
+    assert {s["student_id"]: s["presence"] for s in data["students"]} == {"s1": "not_logged_in", "s2": "online"}
+    assert watching.get("/", headers=HTML).headers["Location"] == f"/exams/{exam_id}"
+
+    for path in (f"/exams/{other_id}", "/exams", "/exams/new"):
+        refused = watching.get(path, headers=HTML)
+        assert refused.status_code == 403 and "change nothing" in refused.get_data(as_text=True), path
+    refused = watching.get(f"/exams/{other_id}/live", headers=JSON)
+    assert refused.status_code == 403 and refused.get_json()["error"]["code"] == "forbidden"
+
+
+def test_every_change_is_refused_to_an_invigilator(app, teacher):
+    exam_id = exam_id_of_new_exam(app)
+    assert set_invigilator_password(teacher, exam_id).status_code == 303
+    code, stored, count = Api(AppTransport(app), ADMIN_TOKEN).entry_code(exam_id), stored_invigilator_hash(exam_id), exam_count()
+    watching = invigilator_of(app, exam_id)
+    page = f"/exams/{exam_id}"  # its CSRF token is valid: the refusal is the role's, not CSRF's
+    changes = {
+        f"/exams/{exam_id}/entry-code": {"enabled": "1"},
+        f"/exams/{exam_id}/let-in": {"student_id": "s1"},
+        f"/exams/{exam_id}/invigilator-password": {"password": "a password of my own"},
+        f"/exams/{exam_id}/invigilator-password/clear": {},
+        "/exams/new": {"title": "mine", "starts_at": "2030-01-01T09:00", "ends_at": "2030-01-01T10:00"},
+    }
+    for path, fields in changes.items():
+        answer = post_form(watching, path, page, **fields)
+        assert answer.status_code == 403, path
+    assert (Api(AppTransport(app), ADMIN_TOKEN).entry_code(exam_id), stored_invigilator_hash(exam_id),
+            exam_count()) == (code, stored, count)
+    live = teacher.get(f"/exams/{exam_id}/live", headers=JSON).get_json()
+    assert all(s["presence"] == "not_logged_in" for s in live["students"])
+    # Every change view of the console is staff-only: none is missing from the list above.
+    posts = {re.sub(r"<[^>]+>", str(exam_id), r.rule) for r in app.url_map.iter_rules()
+             if r.endpoint.startswith("console.") and "POST" in r.methods}
+    assert posts - set(changes) == {"/sign-in", "/sign-out", "/language", f"/exams/{exam_id}/invigilate"}
+
+
+def test_invigilator_sign_in_tells_nothing_about_the_exam(app):
+    exam_id = exam_id_of_new_exam(app)  # no password set
+    for path in (f"/exams/{exam_id}/invigilate", "/exams/999999/invigilate"):
+        client = app.test_client()
+        page = client.get(path, headers=HTML)
+        assert page.status_code == 200
+        answer = post_form(client, path, path, password=INVIGILATOR_PASSWORD)
+        assert answer.status_code == 401 and "Wrong password." in answer.get_data(as_text=True), path
+        assert client.get(f"/exams/{exam_id}", headers=HTML).status_code == 302
+
+
+def test_invigilator_password_guessing_is_cut_off(app, teacher):
+    from proctor.web.auth import SIGN_INS_PER_ACCOUNT
+
+    exam_id = exam_id_of_new_exam(app)
+    assert set_invigilator_password(teacher, exam_id).status_code == 303
+    client = app.test_client()
+    path = f"/exams/{exam_id}/invigilate"
+    for _ in range(int(SIGN_INS_PER_ACCOUNT.split()[0])):
+        assert post_form(client, path, path, password="a wrong guess at it").status_code == 401
+    refused = post_form(client, path, path, password=INVIGILATOR_PASSWORD)
+    assert refused.status_code == 429 and "Retry-After" in refused.headers
+    other = app.test_client()  # another address is not locked out by this one
+    token = token_of(other, path)
+    assert other.post(path, data={"password": INVIGILATOR_PASSWORD, "csrf_token": token}, headers=HTML,
+                      environ_base={"REMOTE_ADDR": "127.0.0.78"}).status_code == 302
+
+
+# --- admission from the exam's page -------------------------------------------------------------
+
+
+def test_a_new_entry_code_and_invitations_only(app, teacher):
+    api = Api(AppTransport(app), ADMIN_TOKEN)
+    exam_id = exam_id_of_new_exam(app)
+    old = api.entry_code(exam_id)
+    answer = post_form(teacher, f"/exams/{exam_id}/entry-code", f"/exams/{exam_id}", enabled="1")
+    assert answer.status_code == 303 and answer.headers["Location"] == f"/exams/{exam_id}#admission"
+    new = api.entry_code(exam_id)
+    assert new and new != old
+    assert f'id="entry-code">{new}<' in teacher.get(f"/exams/{exam_id}", headers=HTML).get_data(as_text=True)
+    refused = api.post(f"/api/exams/{exam_id}/join", json={"student_id": "s1", "entry_code": old})
+    assert refused.status_code == 403
+
+    assert post_form(teacher, f"/exams/{exam_id}/entry-code", f"/exams/{exam_id}", enabled="0").status_code == 303
+    assert api.entry_code(exam_id) is None
+    page = teacher.get(f"/exams/{exam_id}", headers=HTML).get_data(as_text=True)
+    assert "invitations only" in page and 'id="invitations-only"' not in page
+    bad = post_form(teacher, f"/exams/{exam_id}/entry-code", f"/exams/{exam_id}", enabled="maybe")
+    assert bad.status_code == 400 and api.entry_code(exam_id) is None
+
+
+def test_let_a_student_in_shows_the_token_once(app, teacher):
+    api = Api(AppTransport(app), ADMIN_TOKEN)
+    exam_id = exam_id_of_new_exam(app)
+    answer = post_form(teacher, f"/exams/{exam_id}/let-in", f"/exams/{exam_id}", student_id=" s1 ")
+    page = answer.get_data(as_text=True)
+    assert answer.status_code == 201 and answer.headers["Cache-Control"] == "no-store"
+    token = re.search(r'id="session-token"[^>]*>([^<]+)<', page).group(1)
+    session_id = int(re.search(r'id="let-in-session">(\d+)<', page).group(1))
+    assert api.heartbeat({"session_id": session_id, "token": token}).status_code == 200
+    assert token not in answer.headers.get("Location", "")
+    assert token not in teacher.get(f"/exams/{exam_id}", headers=HTML).get_data(as_text=True)
+    data = teacher.get(f"/exams/{exam_id}/live", headers=JSON).get_json()
+    assert token not in str(data)
+    assert {s["student_id"]: s["presence"] for s in data["students"]}["s1"] == "online"
+
+    # Letting the student in again (their computer changed) gives a new token; the old one stops.
+    again = post_form(teacher, f"/exams/{exam_id}/let-in", f"/exams/{exam_id}", student_id="s1")
+    assert again.status_code == 201
+    assert api.heartbeat({"session_id": session_id, "token": token}).status_code == 401
+
+
+def test_let_in_refusals_change_nothing(app, teacher):
+    exam_id = exam_id_of_new_exam(app)
+    outside = post_form(teacher, f"/exams/{exam_id}/let-in", f"/exams/{exam_id}", student_id="not-on-roster")
+    assert outside.status_code == 403 and "not on the roster" in outside.get_data(as_text=True)
+    malformed = post_form(teacher, f"/exams/{exam_id}/let-in", f"/exams/{exam_id}", student_id="a b/c")
+    assert malformed.status_code == 400 and 'id="problem"' in malformed.get_data(as_text=True)
+    empty = post_form(teacher, f"/exams/{exam_id}/let-in", f"/exams/{exam_id}", student_id="")
+    assert empty.status_code == 400 and "Enter the student id." in empty.get_data(as_text=True)
+    live = teacher.get(f"/exams/{exam_id}/live", headers=JSON).get_json()
+    assert all(s["session_id"] is None for s in live["students"])
 
 
 # --- language -----------------------------------------------------------------------------------

@@ -130,6 +130,48 @@ def test_a_teacher_creates_an_exam_and_watches_a_student_come_and_go(browser, ac
     keep(browser, tmp_path, "console-exams.png")
 
 
+def test_an_invigilator_watches_one_exam_and_changes_nothing(browser, account, server):
+    api = Api(HttpTransport(server), ADMIN_TOKEN)
+    exam = api.create_exam(title=unique("Invigilated exam "), roster=["s3001", "s3002"])
+    other = api.create_exam(title=unique("Another exam "), roster=["s3001"])
+    invigilator_password = "the hall's monitor password"
+
+    # The teacher sets the exam's invigilator password on its page, then signs out.
+    sign_in(browser, server, account)
+    browser.get(f"{server}/exams/{exam['id']}")
+    browser.find_element("css selector", "#controls summary").click()
+    by_id(browser, "password").send_keys(invigilator_password)
+    by_id(browser, "set-invigilator-password").click()
+    wait_until(lambda: browser.find_elements("id", "invigilator-url"), timeout=20, what="the password set")
+    sign_in_url = by_id(browser, "invigilator-url").text
+    by_id(browser, "sign-out").click()
+    wait_until(lambda: browser.current_url.endswith("/sign-in"), timeout=20, what="sign-in after sign-out")
+
+    api.join(exam["id"], "s3001")
+    browser.get(sign_in_url)
+    by_id(browser, "password").send_keys(invigilator_password)
+    by_id(browser, "invigilator-sign-in").click()
+    wait_until(lambda: presence_shown(browser, "s3001") == "online", timeout=20, what="the live view, s3001 online")
+    assert presence_shown(browser, "s3002") == "not_logged_in"
+    assert by_id(browser, "who").text == "Invigilator (read only)"
+    for control in ("controls", "new-code", "invitations-only", "let-in", "set-invigilator-password",
+                    "clear-invigilator-password"):
+        assert browser.find_elements("id", control) == [], control
+    assert browser.find_elements("css selector", "main form") == []  # no form on the page changes anything
+
+    # The server refuses a change all the same, even carrying the session's valid CSRF token.
+    code = api.entry_code(exam["id"])
+    status = browser.execute_async_script("""
+        const done = arguments[arguments.length - 1];
+        const body = new URLSearchParams({enabled: "1",
+                                          csrf_token: document.querySelector("input[name=csrf_token]").value});
+        fetch(arguments[0], {method: "POST", body, credentials: "same-origin"}).then(r => done(r.status));
+    """, f"{server}/exams/{exam['id']}/entry-code")
+    assert status == 403 and api.entry_code(exam["id"]) == code
+    browser.get(f"{server}/exams/{other['id']}")
+    assert "change nothing" in by_id(browser, "error-summary").text
+
+
 def test_signed_out_console_urls_lead_to_sign_in(browser, account, server):
     sign_in(browser, server, account)
     by_id(browser, "sign-out").click()

@@ -39,11 +39,12 @@ def test_the_compiled_catalog_matches_its_source():
 
 def visible_words(page: str) -> set[str]:
     """Latin words a person reads on the page (the data block for the page's script included), but
-    in elements marked lang="en": the service layer's own messages, shown as details."""
+    in elements marked lang="en" (the service layer's own messages, shown as details) or
+    translate="no" (addresses and codes)."""
     import json
 
     labels = re.search(r'<script id="labels" type="application/json">(.*?)</script>', page, re.S)
-    text = re.sub(r'<(\w+)[^>]*\blang="en"[^>]*>.*?</\1>', " ", page, flags=re.S)
+    text = re.sub(r'<(\w+)[^>]*\b(?:lang="en"|translate="no")[^>]*>.*?</\1>', " ", page, flags=re.S)
     text = re.sub(r"<script\b.*?</script>|<[^>]+>", " ", text, flags=re.S)
     if labels:
         data = json.loads(labels.group(1))
@@ -75,4 +76,24 @@ def test_chinese_pages_have_no_english_left(app):
     allowed = {"UTC", "Etc"} | words(username) | words(exam["entry_code"])
     for path in ("/exams/new", f"/exams/{exam['id']}", "/exams/999999"):
         page = client.get(path, headers=chinese).get_data(as_text=True)
+        assert visible_words(page) - allowed == set(), path
+
+
+def test_chinese_invigilator_pages_have_no_english_left(app):
+    from tests.helpers import Api, AppTransport
+    from tests.test_console import HTML, invigilator_of, new_account, set_invigilator_password, sign_in
+
+    teacher, username = app.test_client(), new_account()
+    assert sign_in(teacher, username).status_code == 302
+    exam = Api(AppTransport(app)).create_exam(title="期末考试", roster=["s1"])
+    assert set_invigilator_password(teacher, exam["id"]).status_code == 303
+    chinese = {**HTML, "Accept-Language": "zh-CN"}
+    allowed = {"UTC", "Etc"} | words(username) | words(exam["entry_code"])
+    let_in = teacher.post(f"/exams/{exam['id']}/let-in", headers=chinese, data={
+        "student_id": "s1", "csrf_token": re.search(r'name="csrf_token"[^>]*value="([^"]+)"', teacher.get(
+            f"/exams/{exam['id']}", headers=chinese).get_data(as_text=True)).group(1)})
+    assert let_in.status_code == 201 and visible_words(let_in.get_data(as_text=True)) - allowed == set()
+    watching = invigilator_of(app, exam["id"])
+    for path in (f"/exams/{exam['id']}/invigilate", f"/exams/{exam['id']}", "/exams"):
+        page = watching.get(path, headers=chinese).get_data(as_text=True)
         assert visible_words(page) - allowed == set(), path

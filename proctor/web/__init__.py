@@ -10,7 +10,9 @@ Every script and style is a file under ``static/``: the pages' Content-Security-
 nothing else.
 
 A new page: a view on ``console.bp`` (in the module of its area, or a new module added to
-``PAGES``) decorated ``@signed_in``, calling the service functions the API calls; a template that
+``PAGES``) decorated ``@signed_in`` (staff only: every change) or, for a read-only page of one
+exam that its invigilators may see too, ``@watches_exam`` (who may do what is decided in
+``console`` only; a template shows change controls only ``if may_change``), calling the service functions the API calls; a template that
 extends ``base.html`` with every string in ``_()``; the Chinese catalog updated as ``babel.cfg``
 says (tests/test_console_i18n.py fails on a string left untranslated); tests in
 tests/test_console*.py (in-process for permissions and CSRF, the browser for what needs one).
@@ -20,9 +22,9 @@ from __future__ import annotations
 from flask import Flask
 
 from ..config import settings
-from . import auth, browser_sessions, console, exam_pages, i18n
+from . import admission_pages, auth, browser_sessions, console, exam_pages, i18n, invigilation
 
-PAGES = (auth, exam_pages)  # modules of views on console.bp: importing them adds their routes
+PAGES = (auth, exam_pages, admission_pages, invigilation)  # modules of views on console.bp: importing them adds their routes
 
 
 def register(app: Flask) -> None:

@@ -25,7 +25,7 @@ MIN_PASSWORD = 10
 MAX_PASSWORD = 1024  # hashing is deliberately slow: a bound keeps one sign-in from costing more
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._@-]{0,63}$")
 HASH_METHOD = "scrypt"
-_DUMMY_HASH = generate_password_hash("not a password of anyone", method=HASH_METHOD)
+DUMMY_HASH = generate_password_hash("not a password of anyone", method=HASH_METHOD)
 
 
 def normal_username(raw: str) -> str:
@@ -66,7 +66,7 @@ def authenticate(username: str, password: str):
         row = conn.execute(select(staff).where(staff.c.username == name)).first() if len(name) <= 64 else None
     candidate = password[:MAX_PASSWORD + 1]
     if row is None or len(password) > MAX_PASSWORD:
-        check_password_hash(_DUMMY_HASH, candidate)
+        check_password_hash(DUMMY_HASH, candidate)
         return None
     if not check_password_hash(row.password_hash, candidate):
         return None

@@ -17,6 +17,8 @@ SIGN_INS_PER_ADDRESS = "60 per minute"
 
 @bp.get("/")
 def index():
+    if g.invigilating is not None:
+        return redirect(url_for("console.exam_live_page", exam_id=g.invigilating))
     return redirect(url_for("console.exam_list" if g.staff else "console.sign_in"))
 
 

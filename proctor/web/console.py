@@ -1,8 +1,12 @@
 """What every console page shares: the blueprint, who is asking (the signed-in account, the CSRF
 check of every POST), the pages' headers, the template helpers, and errors.
 
-Every page needs a signed-in account (``@signed_in``) except sign-in; a page asked for without one
-answers a redirect to sign-in, a script's JSON call a 401. Every POST carries the CSRF token (a
+Who may do what is decided here, and only here. Two kinds of people sign in: staff (an account,
+``accounts``) and invigilators (one exam's password, ``invigilators``). Every page and every
+change needs staff (``@signed_in``) but the read-only pages of one exam, which its invigilators
+may see as well (``@watches_exam``), and the sign-in pages. A page asked for by nobody signed in
+answers a redirect to sign-in, a script's JSON call a 401; asked for by an invigilator (any change,
+any other exam), a 403. Every POST carries the CSRF token (a
 form field, or the ``X-CSRFToken`` header of a script's call) or is refused with 400 before its
 view runs. Errors answer a page to a browser and the token API's JSON shape to anything else.
 The pages themselves are in ``auth`` and ``exam_pages``; a new area of pages is a new module of
@@ -22,7 +26,7 @@ from werkzeug.exceptions import HTTPException
 from ..api.errors import OUTAGES, error_response, outage
 from ..config import settings
 from ..errors import ProctorError, RedisUnavailable
-from . import accounts, i18n
+from . import accounts, i18n, invigilators
 
 # Not /static: Flask's own static route of the app (which serves nothing) is there.
 bp = Blueprint("console", __name__, template_folder="templates", static_folder="static",
@@ -39,14 +43,24 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # --- who is asking ----------------------------------------------------------------------------
 
 
+# The browser session's keys of an invigilator: the exam, and which setting of its password.
+INVIGILATING, INVIGILATOR_KEY = "invigilating", "invigilator_key"
+
+
 @bp.before_request
-def _load_staff_and_check_csrf():
+def _load_who_and_check_csrf():
     g.staff = None
+    g.invigilating = None  # the exam id of a signed-in invigilator
     if session.unreadable:
         raise RedisUnavailable()
     if "staff_id" in session:
         g.staff = accounts.staff_row(session["staff_id"])
         if g.staff is None:  # the account was removed: its sessions open nothing
+            session.clear()
+    elif INVIGILATING in session:
+        if invigilators.still_opens(session[INVIGILATING], session.get(INVIGILATOR_KEY, "")):
+            g.invigilating = session[INVIGILATING]
+        else:  # the teacher changed or cleared the password
             session.clear()
     if request.method not in SAFE_METHODS:
         # A form is read whole: no larger than a roster the API would take (413 beyond).
@@ -59,15 +73,50 @@ def wants_json() -> bool:
 
 
 def signed_in(view):
+    """Staff only: every change, and every page but the read-only ones of one exam."""
     @wraps(view)
     def guarded(**kwargs):
-        if g.staff is None:
-            if wants_json():
-                return error_response(401, "unauthorized", "sign in to the console first")
-            return redirect(url_for("console.sign_in", next=request.path))
+        if not may_change():
+            return _not_allowed()
         return view(**kwargs)
 
     return guarded
+
+
+def watches_exam(view):
+    """A read-only page of one exam (its ``exam_id``): staff, or that exam's invigilators."""
+    @wraps(view)
+    def guarded(**kwargs):
+        if not may_change() and g.invigilating != kwargs["exam_id"]:
+            return _not_allowed()
+        return view(**kwargs)
+
+    return guarded
+
+
+def may_change() -> bool:
+    """Whether the one asking may change things (the pages show their controls to them only; the
+    views of the changes are ``@signed_in``)."""
+    return g.get("staff") is not None
+
+
+def _not_allowed():
+    if g.invigilating is not None:
+        return error_page(403, "forbidden", _("An invigilator may only watch their exam, and change nothing."),
+                          translated=True)
+    if wants_json():
+        return error_response(401, "unauthorized", "sign in to the console first")
+    return redirect(url_for("console.sign_in", next=request.path))
+
+
+def sign_in_as_invigilator(exam_id: int, key: str) -> None:
+    """A fresh browser session that opens this exam's read-only pages and nothing else."""
+    locale = session.get("locale")
+    session.clear()
+    session.rotate()  # an id someone planted before sign-in opens nothing after it
+    session.update({INVIGILATING: exam_id, INVIGILATOR_KEY: key})
+    if locale:
+        session["locale"] = locale
 
 
 @bp.after_request
@@ -83,7 +132,8 @@ def _page_headers(response):
 
 @bp.app_context_processor
 def _page_context():
-    return {"staff": g.get("staff"), "languages": i18n.LANGUAGES, "locale": i18n.chosen_locale()}
+    return {"staff": g.get("staff"), "invigilating": g.get("invigilating"), "may_change": may_change(),
+            "languages": i18n.LANGUAGES, "locale": i18n.chosen_locale()}
 
 
 @bp.app_template_filter("office_time")

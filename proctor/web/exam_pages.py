@@ -9,8 +9,8 @@ from .. import exams, imports
 from ..api.validation import ExamCreate, check_schedule
 from ..config import settings
 from ..errors import ProctorError, describe
-from . import forms, live
-from .console import bp, signed_in
+from . import forms, invigilators, live
+from .console import bp, may_change, signed_in, watches_exam
 
 POLL_INTERVAL_MS = 3000
 
@@ -44,13 +44,28 @@ def new_exam():
 
 
 @bp.get("/exams/<id:exam_id>")
-@signed_in
+@watches_exam
 def exam_live_page(exam_id: int):
-    return render_template("exam_live.html", exam=exams.exam_detail(exam_id), zone=settings().timezone,
-                           poll_ms=POLL_INTERVAL_MS, presences=live.PRESENCES)
+    return exam_page(exam_id)
+
+
+def exam_page(exam_id: int, *, password_form=None, let_in_form=None, problem: str | None = None) -> str:
+    """The exam's page: its live view, and for staff the controls of the exam (a form refused is
+    shown again with its messages)."""
+    exam = exams.exam_detail(exam_id)
+    controls = {}
+    if may_change():
+        controls = {
+            "password_form": password_form or forms.InvigilatorPassword(formdata=None),
+            "let_in_form": let_in_form or forms.LetIn(formdata=None),
+            "has_invigilator_password": invigilators.has_password(exam_id),
+            "problem": problem,
+        }
+    return render_template("exam_live.html", exam=exam, zone=settings().timezone, poll_ms=POLL_INTERVAL_MS,
+                           presences=live.PRESENCES, **controls)
 
 
 @bp.get("/exams/<id:exam_id>/live")
-@signed_in
+@watches_exam
 def exam_live_data(exam_id: int):
     return jsonify(live.exam_live(exam_id))

@@ -6,7 +6,7 @@ from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length
 
-from .accounts import MAX_PASSWORD
+from .accounts import MAX_PASSWORD, MIN_PASSWORD
 
 
 class SignIn(FlaskForm):
@@ -24,3 +24,21 @@ class NewExam(FlaskForm):
                           render_kw={"type": "datetime-local"})
     # Its size is bounded where the body is read (console.py: PROCTOR_MAX_IMPORT_BYTES).
     roster = TextAreaField(_l("Roster"), render_kw={"rows": 12, "spellcheck": "false"})
+
+
+class InvigilatorSignIn(FlaskForm):
+    password = PasswordField(_l("Invigilator password"),
+                             validators=[DataRequired(_l("Enter the exam's invigilator password.")),
+                                         Length(max=MAX_PASSWORD)])
+
+
+class InvigilatorPassword(FlaskForm):
+    password = PasswordField(_l("New invigilator password"), validators=[
+        DataRequired(_l("Enter a password.")),
+        # WTForms puts in the bounds.
+        Length(min=MIN_PASSWORD, max=MAX_PASSWORD, message=_l("A password has %(min)d to %(max)d characters.")),
+    ])
+
+
+class LetIn(FlaskForm):
+    student_id = StringField(_l("Student id"), validators=[DataRequired(_l("Enter the student id.")), Length(max=64)])
