@@ -506,6 +506,35 @@ def test_let_in_refusals_change_nothing(app, teacher):
     assert all(s["session_id"] is None for s in live["students"])
 
 
+# --- login history ------------------------------------------------------------------------------
+
+
+def history_rows(page: str) -> list[tuple[str, str]]:
+    """(kind, class) of each line of the login history page."""
+    return re.findall(r'<tr data-line="\d+" data-kind="(\w+)" class="([^"]*)">', page)
+
+
+def test_the_login_history_marks_refused_and_flagged_lines(app, teacher):
+    api = Api(AppTransport(app), ADMIN_TOKEN)
+    exam_id = exam_id_of_new_exam(app)
+    assert teacher.get(f"/exams/{exam_id}/logins", headers=HTML).get_data(as_text=True).count('id="no-logins"') == 1
+    api.join(exam_id, "s1")
+    assert api.try_join(exam_id, "s1").status_code == 409  # another client while s1 is online: refused
+    page = teacher.get(f"/exams/{exam_id}/logins", headers=HTML).get_data(as_text=True)
+    assert history_rows(page) == [("login", ""), ("refused", "line-refused line-flagged")]
+    assert page.count('<b class="flagged">Flagged</b>') == 1 and "127.0.0.1" in page
+    flagged = teacher.get(f"/exams/{exam_id}/logins?flagged=1", headers=HTML).get_data(as_text=True)
+    assert [kind for kind, _ in history_rows(flagged)] == ["refused"]
+    other = teacher.get(f"/exams/{exam_id}/logins?student_id=s2", headers=HTML).get_data(as_text=True)
+    assert history_rows(other) == [] and 'id="no-logins"' in other
+
+    assert set_invigilator_password(teacher, exam_id).status_code == 303
+    watching = invigilator_of(app, exam_id)
+    assert history_rows(watching.get(f"/exams/{exam_id}/logins", headers=HTML).get_data(as_text=True)) == \
+        history_rows(page)
+    assert watching.get(f"/exams/{exam_id_of_new_exam(app)}/logins", headers=HTML).status_code == 403
+
+
 # --- language -----------------------------------------------------------------------------------
 
 

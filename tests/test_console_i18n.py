@@ -93,7 +93,8 @@ def test_chinese_invigilator_pages_have_no_english_left(app):
         "student_id": "s1", "csrf_token": re.search(r'name="csrf_token"[^>]*value="([^"]+)"', teacher.get(
             f"/exams/{exam['id']}", headers=chinese).get_data(as_text=True)).group(1)})
     assert let_in.status_code == 201 and visible_words(let_in.get_data(as_text=True)) - allowed == set()
+    assert Api(AppTransport(app)).try_join(exam["id"], "s1").status_code == 409  # a refused line
     watching = invigilator_of(app, exam["id"])
-    for path in (f"/exams/{exam['id']}/invigilate", f"/exams/{exam['id']}", "/exams"):
+    for path in (f"/exams/{exam['id']}/invigilate", f"/exams/{exam['id']}", f"/exams/{exam['id']}/logins", "/exams"):
         page = watching.get(path, headers=chinese).get_data(as_text=True)
         assert visible_words(page) - allowed == set(), path

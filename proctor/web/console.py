@@ -137,9 +137,10 @@ def _page_context():
 
 
 @bp.app_template_filter("office_time")
-def office_time(iso: str | None) -> str:
+def office_time(iso: str | None, seconds: bool = False) -> str:
     """An ISO time as the exam office reads it (PROCTOR_TIMEZONE)."""
-    return datetime.fromisoformat(iso).astimezone(settings().timezone).strftime("%Y-%m-%d %H:%M") if iso else "—"
+    shape = "%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M"
+    return datetime.fromisoformat(iso).astimezone(settings().timezone).strftime(shape) if iso else "—"
 
 
 # --- errors -----------------------------------------------------------------------------------

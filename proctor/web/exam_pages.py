@@ -1,11 +1,11 @@
-"""The exams: their list, a new exam from a pasted roster, and the live view of one exam (its page
-and the JSON the page polls)."""
+"""The exams: their list, a new exam from a pasted roster, the live view of one exam (its page and
+the JSON the page polls), and its login history."""
 from __future__ import annotations
 
-from flask import jsonify, render_template
+from flask import jsonify, render_template, request
 from pydantic import ValidationError
 
-from .. import exams, imports
+from .. import exams, imports, logins
 from ..api.validation import ExamCreate, check_schedule
 from ..config import settings
 from ..errors import ProctorError, describe
@@ -69,3 +69,15 @@ def exam_page(exam_id: int, *, password_form=None, let_in_form=None, problem: st
 @watches_exam
 def exam_live_data(exam_id: int):
     return jsonify(live.exam_live(exam_id))
+
+
+@bp.get("/exams/<id:exam_id>/logins")
+@watches_exam
+def exam_logins(exam_id: int):
+    """Every login, rejoin, logout and refused call of the exam's students, refused and flagged
+    lines marked (``?flagged=1``: those only; ``?student_id=``: one student's)."""
+    flagged_only = request.args.get("flagged") == "1"
+    student_id = request.args.get("student_id", "").strip()[:64] or None
+    return render_template("exam_logins.html", exam=exams.exam_detail(exam_id), zone=settings().timezone,
+                           flagged_only=flagged_only, student_id=student_id,
+                           lines=logins.login_history(exam_id, student_id, flagged_only))
