@@ -173,10 +173,11 @@ class Process:
         return self.log_path.read_text(errors="replace")
 
 
-def start_gunicorn(log_name: str, workers: int = 2, **env: str) -> tuple[Process, str]:
+def start_gunicorn(log_name: str, workers: int = 2, port: int | None = None, **env: str) -> tuple[Process, str]:
     """The app under real Gunicorn (the project's gunicorn_config.py, as in production); returns it and its URL
-    once /health answers (with any status: 503 is an answer too)."""
-    port = free_port()
+    once /health answers (with any status: 503 is an answer too). ``port``: a given one (a server
+    started again where its clients expect it), else a free one."""
+    port = port or free_port()
     proc = Process(
         [str(BIN / "gunicorn"), "-c", "gunicorn_config.py", "server:app"],
         log_name,

@@ -17,7 +17,7 @@ LAYERS = [
     ("foundation", {"config", "errors", "clock", "filetypes"}),
     ("infrastructure", {"db", "schema", "redis_client", "locks", "storage", "runs", "worker", "logs", "serving"}),
     ("domain", None),  # every other module of the package
-    ("front doors", {"metrics", "app", "cli", "api", "web"}),
+    ("front doors", {"metrics", "app", "cli", "api", "web", "client"}),
 ]
 
 
