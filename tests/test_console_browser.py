@@ -2,7 +2,7 @@
 headless, against the app under real Gunicorn; a student joins through the token API and the live
 view follows without a reload.
 
-Screenshots of the exam list and the live view are saved in the test's directory; with
+Screenshots of the exam list, the live view, an exam's controls and the invigilator's view are saved in the test's directory; with
 PROCTOR_UPDATE_SCREENSHOTS=1 they are copied to docs/screenshots/ as well (the README shows them).
 """
 from __future__ import annotations
@@ -130,7 +130,7 @@ def test_a_teacher_creates_an_exam_and_watches_a_student_come_and_go(browser, ac
     keep(browser, tmp_path, "console-exams.png")
 
 
-def test_an_invigilator_watches_one_exam_and_changes_nothing(browser, account, server):
+def test_an_invigilator_watches_one_exam_and_changes_nothing(browser, account, server, tmp_path):
     api = Api(HttpTransport(server), ADMIN_TOKEN)
     exam = api.create_exam(title=unique("Invigilated exam "), roster=["s3001", "s3002"])
     other = api.create_exam(title=unique("Another exam "), roster=["s3001"])
@@ -143,6 +143,7 @@ def test_an_invigilator_watches_one_exam_and_changes_nothing(browser, account, s
     by_id(browser, "password").send_keys(invigilator_password)
     by_id(browser, "set-invigilator-password").click()
     wait_until(lambda: browser.find_elements("id", "invigilator-url"), timeout=20, what="the password set")
+    keep(browser, tmp_path, "console-exam-controls.png")  # opened at #invigilators by the redirect
     sign_in_url = by_id(browser, "invigilator-url").text
     by_id(browser, "sign-out").click()
     wait_until(lambda: browser.current_url.endswith("/sign-in"), timeout=20, what="sign-in after sign-out")
@@ -154,6 +155,7 @@ def test_an_invigilator_watches_one_exam_and_changes_nothing(browser, account, s
     wait_until(lambda: presence_shown(browser, "s3001") == "online", timeout=20, what="the live view, s3001 online")
     assert presence_shown(browser, "s3002") == "not_logged_in"
     assert by_id(browser, "who").text == "Invigilator (read only)"
+    keep(browser, tmp_path, "console-invigilator.png")
     for control in ("controls", "new-code", "invitations-only", "let-in", "set-invigilator-password",
                     "clear-invigilator-password"):
         assert browser.find_elements("id", control) == [], control
@@ -168,6 +170,9 @@ def test_an_invigilator_watches_one_exam_and_changes_nothing(browser, account, s
         fetch(arguments[0], {method: "POST", body, credentials: "same-origin"}).then(r => done(r.status));
     """, f"{server}/exams/{exam['id']}/entry-code")
     assert status == 403 and api.entry_code(exam["id"]) == code
+    by_id(browser, "open-logins").click()  # the login history is theirs to read as well
+    wait_until(lambda: browser.find_elements("css selector", '#logins tr[data-kind="login"]'), timeout=20,
+               what="the login history")
     browser.get(f"{server}/exams/{other['id']}")
     assert "change nothing" in by_id(browser, "error-summary").text
 
