@@ -306,6 +306,15 @@ def test_a_refresh_of_the_live_view_costs_the_same_queries_for_500_students_as_f
 INVIGILATOR_PASSWORD = "the hall's monitor password"
 
 
+@pytest.fixture(scope="module")
+def office(app):
+    """One teacher signed in for the tests below: each sign-in counts against the address's budget
+    (auth.SIGN_INS_PER_ADDRESS), which the whole suite shares from 127.0.0.1."""
+    client = app.test_client()
+    assert sign_in(client, new_account()).status_code == 302
+    return client
+
+
 def exam_id_of_new_exam(app, roster=("s1", "s2")) -> int:
     return Api(AppTransport(app), ADMIN_TOKEN).create_exam(roster=list(roster))["id"]
 
@@ -315,8 +324,8 @@ def post_form(client, path: str, page: str, **fields):
     return client.post(path, data={**fields, "csrf_token": token_of(client, page)}, headers=HTML)
 
 
-def set_invigilator_password(teacher, exam_id: int, password: str = INVIGILATOR_PASSWORD):
-    return post_form(teacher, f"/exams/{exam_id}/invigilator-password", f"/exams/{exam_id}", password=password)
+def set_invigilator_password(office, exam_id: int, password: str = INVIGILATOR_PASSWORD):
+    return post_form(office, f"/exams/{exam_id}/invigilator-password", f"/exams/{exam_id}", password=password)
 
 
 def invigilator_of(app, exam_id: int, password: str = INVIGILATOR_PASSWORD):
@@ -339,45 +348,45 @@ CHANGE_CONTROLS = ('id="controls"', 'id="new-code"', 'id="let-in"', 'id="set-inv
                    "/entry-code", "/let-in", "/invigilator-password")
 
 
-def test_a_teacher_sets_changes_and_clears_the_invigilator_password(app, teacher):
+def test_a_teacher_sets_changes_and_clears_the_invigilator_password(app, office):
     exam_id = exam_id_of_new_exam(app)
-    page = teacher.get(f"/exams/{exam_id}", headers=HTML).get_data(as_text=True)
+    page = office.get(f"/exams/{exam_id}", headers=HTML).get_data(as_text=True)
     assert 'id="invigilator-password-unset"' in page
-    answer = set_invigilator_password(teacher, exam_id)
+    answer = set_invigilator_password(office, exam_id)
     assert answer.status_code == 303 and answer.headers["Location"] == f"/exams/{exam_id}#invigilators"
     stored = stored_invigilator_hash(exam_id)
     assert stored.startswith("scrypt:") and INVIGILATOR_PASSWORD not in stored
-    page = teacher.get(f"/exams/{exam_id}", headers=HTML).get_data(as_text=True)
+    page = office.get(f"/exams/{exam_id}", headers=HTML).get_data(as_text=True)
     assert f"/exams/{exam_id}/invigilate" in page and 'id="clear-invigilator-password"' in page
 
     watching = invigilator_of(app, exam_id)
-    assert set_invigilator_password(teacher, exam_id, "another long password").status_code == 303
+    assert set_invigilator_password(office, exam_id, "another long password").status_code == 303
     # Changing the password signs out whoever signed in with the old one.
     assert watching.get(f"/exams/{exam_id}", headers=HTML).status_code == 302
     refused = post_form(app.test_client(), f"/exams/{exam_id}/invigilate", "/sign-in", password=INVIGILATOR_PASSWORD)
     assert refused.status_code == 401 and "Wrong password." in refused.get_data(as_text=True)
 
     watching = invigilator_of(app, exam_id, "another long password")
-    cleared = post_form(teacher, f"/exams/{exam_id}/invigilator-password/clear", f"/exams/{exam_id}")
+    cleared = post_form(office, f"/exams/{exam_id}/invigilator-password/clear", f"/exams/{exam_id}")
     assert cleared.status_code == 303 and stored_invigilator_hash(exam_id) is None
     assert watching.get(f"/exams/{exam_id}/live", headers=JSON).status_code == 401
     gone = post_form(app.test_client(), f"/exams/{exam_id}/invigilate", "/sign-in", password="another long password")
     assert gone.status_code == 401
 
 
-def test_a_short_invigilator_password_is_refused_with_the_form_again(app, teacher):
+def test_a_short_invigilator_password_is_refused_with_the_form_again(app, office):
     exam_id = exam_id_of_new_exam(app)
-    answer = set_invigilator_password(teacher, exam_id, "short")
+    answer = set_invigilator_password(office, exam_id, "short")
     assert answer.status_code == 400 and "A password has 10 to 1024 characters." in answer.get_data(as_text=True)
     assert stored_invigilator_hash(exam_id) is None
-    missing = post_form(teacher, "/exams/999999/invigilator-password", "/exams/new", password=INVIGILATOR_PASSWORD)
+    missing = post_form(office, "/exams/999999/invigilator-password", "/exams/new", password=INVIGILATOR_PASSWORD)
     assert missing.status_code == 404
 
 
-def test_an_invigilator_sees_the_live_view_of_their_exam_only(app, teacher):
+def test_an_invigilator_sees_the_live_view_of_their_exam_only(app, office):
     exam_id, other_id = exam_id_of_new_exam(app), exam_id_of_new_exam(app)
     for exam in (exam_id, other_id):  # the same password on both: it still opens only one
-        assert set_invigilator_password(teacher, exam).status_code == 303
+        assert set_invigilator_password(office, exam).status_code == 303
     Api(AppTransport(app), ADMIN_TOKEN).join(exam_id, "s2")
     watching = invigilator_of(app, exam_id)
 
@@ -396,9 +405,9 @@ def test_an_invigilator_sees_the_live_view_of_their_exam_only(app, teacher):
     assert refused.status_code == 403 and refused.get_json()["error"]["code"] == "forbidden"
 
 
-def test_every_change_is_refused_to_an_invigilator(app, teacher):
+def test_every_change_is_refused_to_an_invigilator(app, office):
     exam_id = exam_id_of_new_exam(app)
-    assert set_invigilator_password(teacher, exam_id).status_code == 303
+    assert set_invigilator_password(office, exam_id).status_code == 303
     code, stored, count = Api(AppTransport(app), ADMIN_TOKEN).entry_code(exam_id), stored_invigilator_hash(exam_id), exam_count()
     watching = invigilator_of(app, exam_id)
     page = f"/exams/{exam_id}"  # its CSRF token is valid: the refusal is the role's, not CSRF's
@@ -414,7 +423,7 @@ def test_every_change_is_refused_to_an_invigilator(app, teacher):
         assert answer.status_code == 403, path
     assert (Api(AppTransport(app), ADMIN_TOKEN).entry_code(exam_id), stored_invigilator_hash(exam_id),
             exam_count()) == (code, stored, count)
-    live = teacher.get(f"/exams/{exam_id}/live", headers=JSON).get_json()
+    live = office.get(f"/exams/{exam_id}/live", headers=JSON).get_json()
     assert all(s["presence"] == "not_logged_in" for s in live["students"])
     # Every change view of the console is staff-only: none is missing from the list above.
     posts = {re.sub(r"<[^>]+>", str(exam_id), r.rule) for r in app.url_map.iter_rules()
@@ -433,11 +442,11 @@ def test_invigilator_sign_in_tells_nothing_about_the_exam(app):
         assert client.get(f"/exams/{exam_id}", headers=HTML).status_code == 302
 
 
-def test_invigilator_password_guessing_is_cut_off(app, teacher):
+def test_invigilator_password_guessing_is_cut_off(app, office):
     from proctor.web.auth import SIGN_INS_PER_ACCOUNT
 
     exam_id = exam_id_of_new_exam(app)
-    assert set_invigilator_password(teacher, exam_id).status_code == 303
+    assert set_invigilator_password(office, exam_id).status_code == 303
     client = app.test_client()
     path = f"/exams/{exam_id}/invigilate"
     for _ in range(int(SIGN_INS_PER_ACCOUNT.split()[0])):
@@ -453,56 +462,56 @@ def test_invigilator_password_guessing_is_cut_off(app, teacher):
 # --- admission from the exam's page -------------------------------------------------------------
 
 
-def test_a_new_entry_code_and_invitations_only(app, teacher):
+def test_a_new_entry_code_and_invitations_only(app, office):
     api = Api(AppTransport(app), ADMIN_TOKEN)
     exam_id = exam_id_of_new_exam(app)
     old = api.entry_code(exam_id)
-    answer = post_form(teacher, f"/exams/{exam_id}/entry-code", f"/exams/{exam_id}", enabled="1")
+    answer = post_form(office, f"/exams/{exam_id}/entry-code", f"/exams/{exam_id}", enabled="1")
     assert answer.status_code == 303 and answer.headers["Location"] == f"/exams/{exam_id}#admission"
     new = api.entry_code(exam_id)
     assert new and new != old
-    assert f'id="entry-code">{new}<' in teacher.get(f"/exams/{exam_id}", headers=HTML).get_data(as_text=True)
+    assert f'id="entry-code">{new}<' in office.get(f"/exams/{exam_id}", headers=HTML).get_data(as_text=True)
     refused = api.post(f"/api/exams/{exam_id}/join", json={"student_id": "s1", "entry_code": old})
     assert refused.status_code == 403
 
-    assert post_form(teacher, f"/exams/{exam_id}/entry-code", f"/exams/{exam_id}", enabled="0").status_code == 303
+    assert post_form(office, f"/exams/{exam_id}/entry-code", f"/exams/{exam_id}", enabled="0").status_code == 303
     assert api.entry_code(exam_id) is None
-    page = teacher.get(f"/exams/{exam_id}", headers=HTML).get_data(as_text=True)
+    page = office.get(f"/exams/{exam_id}", headers=HTML).get_data(as_text=True)
     assert "invitations only" in page and 'id="invitations-only"' not in page
-    bad = post_form(teacher, f"/exams/{exam_id}/entry-code", f"/exams/{exam_id}", enabled="maybe")
+    bad = post_form(office, f"/exams/{exam_id}/entry-code", f"/exams/{exam_id}", enabled="maybe")
     assert bad.status_code == 400 and api.entry_code(exam_id) is None
 
 
-def test_let_a_student_in_shows_the_token_once(app, teacher):
+def test_let_a_student_in_shows_the_token_once(app, office):
     api = Api(AppTransport(app), ADMIN_TOKEN)
     exam_id = exam_id_of_new_exam(app)
-    answer = post_form(teacher, f"/exams/{exam_id}/let-in", f"/exams/{exam_id}", student_id=" s1 ")
+    answer = post_form(office, f"/exams/{exam_id}/let-in", f"/exams/{exam_id}", student_id=" s1 ")
     page = answer.get_data(as_text=True)
     assert answer.status_code == 201 and answer.headers["Cache-Control"] == "no-store"
     token = re.search(r'id="session-token"[^>]*>([^<]+)<', page).group(1)
     session_id = int(re.search(r'id="let-in-session">(\d+)<', page).group(1))
     assert api.heartbeat({"session_id": session_id, "token": token}).status_code == 200
     assert token not in answer.headers.get("Location", "")
-    assert token not in teacher.get(f"/exams/{exam_id}", headers=HTML).get_data(as_text=True)
-    data = teacher.get(f"/exams/{exam_id}/live", headers=JSON).get_json()
+    assert token not in office.get(f"/exams/{exam_id}", headers=HTML).get_data(as_text=True)
+    data = office.get(f"/exams/{exam_id}/live", headers=JSON).get_json()
     assert token not in str(data)
     assert {s["student_id"]: s["presence"] for s in data["students"]}["s1"] == "online"
 
     # Letting the student in again (their computer changed) gives a new token; the old one stops.
-    again = post_form(teacher, f"/exams/{exam_id}/let-in", f"/exams/{exam_id}", student_id="s1")
+    again = post_form(office, f"/exams/{exam_id}/let-in", f"/exams/{exam_id}", student_id="s1")
     assert again.status_code == 201
     assert api.heartbeat({"session_id": session_id, "token": token}).status_code == 401
 
 
-def test_let_in_refusals_change_nothing(app, teacher):
+def test_let_in_refusals_change_nothing(app, office):
     exam_id = exam_id_of_new_exam(app)
-    outside = post_form(teacher, f"/exams/{exam_id}/let-in", f"/exams/{exam_id}", student_id="not-on-roster")
+    outside = post_form(office, f"/exams/{exam_id}/let-in", f"/exams/{exam_id}", student_id="not-on-roster")
     assert outside.status_code == 403 and "not on the roster" in outside.get_data(as_text=True)
-    malformed = post_form(teacher, f"/exams/{exam_id}/let-in", f"/exams/{exam_id}", student_id="a b/c")
+    malformed = post_form(office, f"/exams/{exam_id}/let-in", f"/exams/{exam_id}", student_id="a b/c")
     assert malformed.status_code == 400 and 'id="problem"' in malformed.get_data(as_text=True)
-    empty = post_form(teacher, f"/exams/{exam_id}/let-in", f"/exams/{exam_id}", student_id="")
+    empty = post_form(office, f"/exams/{exam_id}/let-in", f"/exams/{exam_id}", student_id="")
     assert empty.status_code == 400 and "Enter the student id." in empty.get_data(as_text=True)
-    live = teacher.get(f"/exams/{exam_id}/live", headers=JSON).get_json()
+    live = office.get(f"/exams/{exam_id}/live", headers=JSON).get_json()
     assert all(s["session_id"] is None for s in live["students"])
 
 
@@ -514,21 +523,21 @@ def history_rows(page: str) -> list[tuple[str, str]]:
     return re.findall(r'<tr data-line="\d+" data-kind="(\w+)" class="([^"]*)">', page)
 
 
-def test_the_login_history_marks_refused_and_flagged_lines(app, teacher):
+def test_the_login_history_marks_refused_and_flagged_lines(app, office):
     api = Api(AppTransport(app), ADMIN_TOKEN)
     exam_id = exam_id_of_new_exam(app)
-    assert teacher.get(f"/exams/{exam_id}/logins", headers=HTML).get_data(as_text=True).count('id="no-logins"') == 1
+    assert office.get(f"/exams/{exam_id}/logins", headers=HTML).get_data(as_text=True).count('id="no-logins"') == 1
     api.join(exam_id, "s1")
     assert api.try_join(exam_id, "s1").status_code == 409  # another client while s1 is online: refused
-    page = teacher.get(f"/exams/{exam_id}/logins", headers=HTML).get_data(as_text=True)
+    page = office.get(f"/exams/{exam_id}/logins", headers=HTML).get_data(as_text=True)
     assert history_rows(page) == [("login", ""), ("refused", "line-refused line-flagged")]
     assert page.count('<b class="flagged">Flagged</b>') == 1 and "127.0.0.1" in page
-    flagged = teacher.get(f"/exams/{exam_id}/logins?flagged=1", headers=HTML).get_data(as_text=True)
+    flagged = office.get(f"/exams/{exam_id}/logins?flagged=1", headers=HTML).get_data(as_text=True)
     assert [kind for kind, _ in history_rows(flagged)] == ["refused"]
-    other = teacher.get(f"/exams/{exam_id}/logins?student_id=s2", headers=HTML).get_data(as_text=True)
+    other = office.get(f"/exams/{exam_id}/logins?student_id=s2", headers=HTML).get_data(as_text=True)
     assert history_rows(other) == [] and 'id="no-logins"' in other
 
-    assert set_invigilator_password(teacher, exam_id).status_code == 303
+    assert set_invigilator_password(office, exam_id).status_code == 303
     watching = invigilator_of(app, exam_id)
     assert history_rows(watching.get(f"/exams/{exam_id}/logins", headers=HTML).get_data(as_text=True)) == \
         history_rows(page)
