@@ -6,11 +6,11 @@ Who may do what is decided here, and only here. Two kinds of people sign in: sta
 change needs staff (``@signed_in``) but the read-only pages of one exam, which its invigilators
 may see as well (``@watches_exam``), and the sign-in pages. A page asked for by nobody signed in
 answers a redirect to sign-in, a script's JSON call a 401; asked for by an invigilator (any change,
-any other exam), a 403. Every POST carries the CSRF token (a
-form field, or the ``X-CSRFToken`` header of a script's call) or is refused with 400 before its
-view runs. Errors answer a page to a browser and the token API's JSON shape to anything else.
-The pages themselves are in ``auth`` and ``exam_pages``; a new area of pages is a new module of
-views on ``bp`` imported by the package (see ``proctor/web/__init__.py``).
+any other exam), a 403. Every POST carries the CSRF token (a form field, or the ``X-CSRFToken``
+header of a script's call) or is refused with 400 before its view runs. Errors answer a page to a
+browser and the token API's JSON shape to anything else. The pages themselves are in the modules
+of ``PAGES`` (``auth``, ``exam_pages``, ``admission_pages``, ``invigilation``); a new area of pages
+is a new module of views on ``bp`` imported by the package (see ``proctor/web/__init__.py``).
 """
 from __future__ import annotations
 
