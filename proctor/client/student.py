@@ -176,6 +176,8 @@ class Student:
             target(*args)
         except (Crash, Abort):
             pass  # the run's own thread sees the same and ends the run
+        except Refused as err:  # a rejoin refused for good (the exam completed): the uploads will see it too
+            self._error(target.__name__.strip("_"), str(err))
 
     # --- the threads --------------------------------------------------------------------------
 
@@ -232,7 +234,7 @@ class Student:
 
     def _report_missing(self, conn: Connection, spool: Spool) -> None:
         """Say which seqs the server lacks that this spool does not hold (lost elsewhere)."""
-        view = conn.call("session", "GET", f"/api/sessions/{conn.session_id}", ok=(200,)).json()
+        view = conn.call("session_view", "GET", f"/api/sessions/{conn.session_id}", ok=(200,)).json()
         held = {s.seq for s in spool.segments()}
         for low, high in view.get("missing", []):
             lost = [seq for seq in range(low, high + 1) if seq not in held]
