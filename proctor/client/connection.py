@@ -36,6 +36,14 @@ class Unreachable(Exception):
     """No answer: connection refused or cut, a timeout, or a simulated network drop."""
 
 
+class Offline(Unreachable):
+    """A simulated network drop: nothing was sent."""
+
+
+def unreachable_kind(err: Unreachable) -> str:
+    return "offline_simulated" if isinstance(err, Offline) else "unreachable"
+
+
 def backoff_s(attempt: int) -> float:
     delay = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** min(attempt, 16))
     return delay + random.uniform(0, delay / 2)
@@ -96,7 +104,7 @@ class Connection:
 
     def send(self, method: str, path: str, *, authorized: bool = True, **kw) -> requests.Response:
         if time.monotonic() < self.offline_until:
-            raise Unreachable("offline (simulated network drop)")
+            raise Offline("offline (simulated network drop)")
         if not hasattr(self._local, "http"):  # a requests.Session per thread: they are not shared safely
             self._local.http = requests.Session()
         headers = dict(kw.pop("headers", None) or {})
@@ -121,10 +129,13 @@ class Connection:
             try:
                 r = self.send(method, path, **kw)
             except Unreachable as err:
-                self._failed(kind, "unreachable", str(err))
+                if not isinstance(err, Offline):
+                    self.stats.attempt(kind)
+                self._failed(kind, unreachable_kind(err), str(err))
                 self.wait(backoff_s(attempt))
                 attempt += 1
                 continue
+            self.stats.attempt(kind)
             if r.status_code in ok:
                 self.stats.latency(kind, time.monotonic() - began)
                 return r
@@ -155,7 +166,7 @@ class Connection:
             try:
                 r = self.send("POST", path, authorized=False, json=self.proof.body())
             except Unreachable as err:
-                self._failed("join", "unreachable", str(err))
+                self._failed("join", unreachable_kind(err), str(err))
                 self.wait(backoff_s(attempt))
                 attempt += 1
                 continue

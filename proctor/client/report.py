@@ -40,8 +40,8 @@ class Stats:
     """Counters of the whole process (one student or many), safe to update from any thread."""
 
     heartbeats: int = 0
-    sent: int = 0
     acknowledged: int = 0
+    attempts: Counter = field(default_factory=Counter)  # requests that went out, by kind
     errors: Counter = field(default_factory=Counter)
     latencies: dict = field(default_factory=lambda: defaultdict(list))
     students: dict = field(default_factory=dict)
@@ -50,6 +50,10 @@ class Stats:
     def count(self, name: str, n: int = 1) -> None:
         with self._lock:
             setattr(self, name, getattr(self, name) + n)
+
+    def attempt(self, kind: str) -> None:
+        with self._lock:
+            self.attempts[kind] += 1
 
     def error(self, kind: str) -> None:
         with self._lock:
@@ -69,8 +73,8 @@ class Stats:
             states = Counter(s.state for s in self.students.values())
             lines = [
                 f"summary: {len(sessions)} sessions ({', '.join(f'{n} {s}' for s, n in sorted(states.items()))})",
-                f"heartbeats: {self.heartbeats}",
-                f"segments: recorded {sum(s.recorded for s in self.students.values())}, sent {self.sent}, "
+                f"heartbeats: sent {self.attempts['heartbeat']}, answered {self.heartbeats}",
+                f"segments: recorded {sum(s.recorded for s in self.students.values())}, sent {self.attempts['upload']}, "
                 f"acknowledged {self.acknowledged}, waiting {sum(s.waiting for s in self.students.values())}",
             ]
             for kind, values in sorted(self.latencies.items()):
@@ -88,7 +92,7 @@ class Reporter:
     def __init__(self, stats: Stats, live: bool | None = None):
         self.stats = stats
         self.live_mode = sys.stdout.isatty() if live is None else live
-        self.console = Console()
+        self.console = Console(log_path=False)
         self._live: Live | None = None
 
     def __enter__(self) -> "Reporter":

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .connection import Connection, Proof, Refused, Unreachable
+from .connection import Connection, Offline, Proof, Refused, Unreachable, unreachable_kind
 from .recorder import Recorder, RecordingPlan
 from .report import Reporter, Stats
 from .spool import Segment, Spool
@@ -205,9 +205,12 @@ class Student:
             try:
                 r = conn.send("POST", path)
             except Unreachable as err:
-                self.stats.error("unreachable")
+                if not isinstance(err, Offline):  # a real attempt, unanswered
+                    self.stats.attempt("heartbeat")
+                self.stats.error(unreachable_kind(err))
                 self.status.last_error = f"heartbeat: {err}"
                 continue
+            self.stats.attempt("heartbeat")
             if r.status_code == 200:
                 self.stats.count("heartbeats")
                 self.stats.latency("heartbeat", time.monotonic() - began)
@@ -257,12 +260,9 @@ class Student:
         headers = {"Content-Type": segment.media_type, "X-Content-SHA256": sha256_of(segment.path),
                    "X-Captured-At": str(segment.captured_ms)}
         with open(segment.path, "rb") as body:
-            def rewind():
-                body.seek(0)
-                self.stats.count("sent")
             try:
                 conn.call("upload", "PUT", f"/api/sessions/{conn.session_id}/segments/{segment.seq}", ok=(200, 201),
-                          rewind=rewind, data=body, headers=headers)
+                          rewind=lambda: body.seek(0), data=body, headers=headers)
             except Refused as err:
                 spool.reject(segment)
                 self._error("upload", f"seq {segment.seq} refused for good ({err}); kept in {spool.rejected}")
