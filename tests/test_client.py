@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from proctor.client.spool import LIST_NAME, Spool, SpoolBusy, mark_run_started
 from tests.helpers import Api, HttpTransport, Process, start_gunicorn, unique, wait_until
 
 # A crashed client's rejoin waits until its session counts as gone: short here, so the test does
@@ -132,3 +133,24 @@ def test_simulated_students_each_take_the_exam(stack, merge_worker, tmp_path):
     assert "acknowledged 9" in out and "latency upload: p50" in out and "heartbeats:" in out, out
     for n in (1, 2, 3):
         assert_whole_recording(api, tmp_path / f"{prefix}{n}")
+
+
+def test_a_spool_numbers_what_a_crashed_run_finished_and_drops_the_half_written(tmp_path):
+    """The window between FFmpeg closing a segment and the client moving it: the next run moves it."""
+    spool = Spool(tmp_path).open()
+    spool.update(session_id=1, next_seq=5, recorded=5, recorded_s=10.0)
+    run_dir = spool.new_run_dir()
+    mark_run_started(run_dir, 1_700_000_000_000)
+    for name in ("seg000001.mp4", "seg000002.mp4"):
+        (run_dir / name).write_bytes(b"finished")
+    (run_dir / "seg000003.mp4").write_bytes(b"half")  # FFmpeg was killed writing it: never listed
+    # seg000000 was moved before the crash; the last line was being written when it came.
+    (run_dir / LIST_NAME).write_text("seg000000.mp4,0.000000,2.000000\nseg000001.mp4,2.000000,4.000000\n"
+                                     "seg000002.mp4,4.000000,6.000000\nseg000003.mp4,6.0")
+    assert spool.recover() == (2, 1)
+    assert [(s.seq, s.captured_ms) for s in spool.segments()] == [(5, 1_700_000_002_000), (6, 1_700_000_004_000)]
+    assert spool.state["next_seq"] == 7 and spool.state["recorded_s"] == 14.0
+    assert not run_dir.exists()
+    with pytest.raises(SpoolBusy):  # one client per spool
+        Spool(tmp_path).open()
+    spool.close()
