@@ -122,8 +122,9 @@ class Student:
             conn = Connection(self.options.base, self.options.exam_id, self.proof, self.stats, self.wait,
                               on_error=self._error)
             resuming = "session_id" in spool.state
+            recorded_all = threading.Event()
             if resuming:  # record at once: the rejoin may have to wait for the old run to count as gone
-                self._start_recording(recorder, spool)
+                self._record(recorder, spool, recorded_all, over)
             self.status.state = "joining"
             joined = conn.join()
             if resuming and joined.session_id != spool.state["session_id"]:
@@ -135,10 +136,8 @@ class Student:
             self.status.session_id, self.status.state = joined.session_id, "recording"
             self.say(f"{'rejoined' if resuming else 'joined'} session {joined.session_id}, next seq {joined.next_seq}")
             if not resuming:
-                self._start_recording(recorder, spool)
+                self._record(recorder, spool, recorded_all, over)
             self._report_missing(conn, spool)
-            recorded_all = threading.Event()
-            self._thread(self._collect, recorder, spool, recorded_all, over)
             self._thread(self._heartbeat, conn, over)
             if self.options.drop_rate or self.options.restart_rate:
                 self._thread(self._chaos, conn, over)
@@ -159,14 +158,16 @@ class Student:
             if held not in (None, mine) and mine:
                 raise SpoolMismatch(f"{self.spool_dir} belongs to {key} {held}, not {mine}: use another --spool")
 
-    def _start_recording(self, recorder: Recorder, spool: Spool) -> None:
+    def _record(self, recorder: Recorder, spool: Spool, recorded_all: threading.Event, over: threading.Event) -> None:
+        """Start FFmpeg for what is left to record (nothing when --duration is reached) and the
+        thread that numbers its segments."""
         left = None
         if self.options.duration_s is not None:
             left = self.options.duration_s - spool.state.get("recorded_s", 0.0)
-            if left < 0.5:  # the whole duration is recorded already
-                return
-        recorder.start(left)
+        if left is None or left >= 0.5:
+            recorder.start(left)
         self.status.recorded = spool.state.get("recorded", 0)
+        self._thread(self._collect, recorder, spool, recorded_all, over)
 
     def _thread(self, target, *args) -> None:
         threading.Thread(target=self._guarded, args=(target, *args), daemon=True, name=f"{self.name}-{target.__name__}").start()
