@@ -51,6 +51,19 @@ def waiting(spool: Path) -> int:
     return sum(1 for _ in (spool / "pending").iterdir())
 
 
+def recording_into(spool: Path) -> list[str]:
+    """Command lines of the processes that name ``spool`` (an FFmpeg writing into it)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+        except OSError:  # ended meanwhile
+            continue
+        if args and Path(args[0].decode(errors="replace")).name == "ffmpeg" and str(spool).encode() in b" ".join(args):
+            found.append(b" ".join(args).decode(errors="replace"))
+    return found
+
+
 def assert_whole_recording(api: Api, spool: Path) -> dict:
     """Every recorded segment is in the merged recording, which lasts what was recorded."""
     state = state_of(spool)
@@ -114,7 +127,10 @@ def test_a_killed_client_started_again_sends_the_rest(stack, merge_worker, tmp_p
     first = start_client(stack, exam, code, spool, f"client-{student}-1.log", *options)
     sid = session_of(spool)
     wait_until(lambda: api.session(sid)["next_seq"] >= 2, timeout=60, what="the first uploads")
+    assert recording_into(spool)
     first.kill()
+    # Its FFmpeg dies with it (it would otherwise go on writing into the spool of the next run).
+    wait_until(lambda: not recording_into(spool), timeout=30, what="the killed client's FFmpeg to end")
     second = start_client(stack, exam, code, spool, f"client-{student}-2.log", *options)
     out = wait_exit(second)
     assert f"rejoined session {sid}" in out, out

@@ -11,6 +11,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import requests
 
@@ -93,8 +94,8 @@ class Connection:
     exam_id: int
     proof: Proof
     stats: Stats
-    wait: object  # wait(seconds): sleeps, or raises when the client must stop at once
-    on_error: object = print  # on_error(kind, message): shown to the person
+    wait: Callable[[float], None]  # sleeps, or raises when the client must stop at once
+    on_error: Callable[[str, str], None]  # (kind, message): shown to the person
     joined: Joined | None = None
     offline_until: float = 0.0  # a simulated network drop lasts until then (time.monotonic)
     _join_lock: threading.Lock = field(default_factory=threading.Lock)

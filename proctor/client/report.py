@@ -71,10 +71,11 @@ class Stats:
         with self._lock:
             sessions = {s.session_id for s in self.students.values() if s.session_id is not None}
             states = Counter(s.state for s in self.students.values())
+            recorded = sum(s.recorded for s in self.students.values())
             lines = [
                 f"summary: {len(sessions)} sessions ({', '.join(f'{n} {s}' for s, n in sorted(states.items()))})",
                 f"heartbeats: sent {self.attempts['heartbeat']}, answered {self.heartbeats}",
-                f"segments: recorded {sum(s.recorded for s in self.students.values())}, sent {self.attempts['upload']}, "
+                f"segments: recorded {recorded}, sent {self.attempts['upload']}, "
                 f"acknowledged {self.acknowledged}, waiting {sum(s.waiting for s in self.students.values())}",
             ]
             for kind, values in sorted(self.latencies.items()):

@@ -119,8 +119,7 @@ class Student:
             recovered, discarded = spool.recover()
             if recovered or discarded:
                 self.say(f"spool recovered: {recovered} segments numbered, {discarded} half-written dropped")
-            conn = Connection(self.options.base, self.options.exam_id, self.proof, self.stats, self.wait,
-                              on_error=self._error)
+            conn = Connection(self.options.base, self.options.exam_id, self.proof, self.stats, self.wait, self._error)
             resuming = "session_id" in spool.state
             recorded_all = threading.Event()
             if resuming:  # record at once: the rejoin may have to wait for the old run to count as gone
@@ -170,7 +169,8 @@ class Student:
         self._thread(self._collect, recorder, spool, recorded_all, over)
 
     def _thread(self, target, *args) -> None:
-        threading.Thread(target=self._guarded, args=(target, *args), daemon=True, name=f"{self.name}-{target.__name__}").start()
+        name = f"{self.name}-{target.__name__}"
+        threading.Thread(target=self._guarded, args=(target, *args), daemon=True, name=name).start()
 
     def _guarded(self, target, *args) -> None:
         try:
@@ -244,7 +244,7 @@ class Student:
             lost = [seq for seq in range(low, high + 1) if seq not in held]
             if lost:
                 self.stats.error("missing_not_in_spool")
-                self._error("missing", f"the server misses seqs {lost[0]}..{lost[-1]} and this spool does not hold them")
+                self._error("missing", f"the server misses seqs {lost[0]}..{lost[-1]}, which this spool does not hold")
 
     def _upload_until_done(self, conn: Connection, spool: Spool, recorded_all: threading.Event) -> None:
         while True:
