@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.helpers import BIN, install_environment, start_gunicorn, wait_until  # noqa: E402
+from tests.helpers import install_environment, migrate_from_nothing, start_gunicorn, wait_until  # noqa: E402
 from tests.test_console_browser import PASSWORD, by_id, chromium, sign_in  # noqa: E402
 
 
@@ -36,18 +35,9 @@ def prepare() -> None:
     import os
 
     import redis
-    from sqlalchemy import text
-
-    from proctor.db import make_engine
-    from proctor.schema import metadata
 
     redis.Redis.from_url(os.environ["REDIS_URL"]).flushdb()
-    engine = make_engine(os.environ["DATABASE_URL"])
-    with engine.begin() as conn:
-        metadata.drop_all(conn)
-        conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
-    engine.dispose()
-    subprocess.run([str(BIN / "alembic"), "upgrade", "head"], cwd=ROOT, check=True, capture_output=True)
+    migrate_from_nothing(os.environ["DATABASE_URL"])
 
 
 def seed_exam(students: int, joined: int) -> int:

@@ -10,18 +10,16 @@ The helpers (processes, polling, the API clients) are in ``tests.helpers``.
 from __future__ import annotations
 
 import os
-import subprocess
 
 import pytest
 
 from tests.helpers import (
     ADMIN_TOKEN,
-    BIN,
-    ROOT,
     Api,
     AppTransport,
     HttpTransport,
     install_environment,
+    migrate_from_nothing,
     start_gunicorn,
     start_worker,
 )
@@ -37,18 +35,9 @@ def pytest_configure(config):
 def fresh_state():
     """An empty Redis db and a database migrated from nothing, once per run."""
     import redis
-    from sqlalchemy import text
-
-    from proctor.db import make_engine
-    from proctor.schema import metadata
 
     redis.Redis.from_url(os.environ["REDIS_URL"]).flushdb()
-    engine = make_engine(os.environ["DATABASE_URL"])
-    with engine.begin() as conn:
-        metadata.drop_all(conn)
-        conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
-    engine.dispose()
-    subprocess.run([str(BIN / "alembic"), "upgrade", "head"], cwd=ROOT, check=True, capture_output=True)
+    migrate_from_nothing(os.environ["DATABASE_URL"])
     yield
 
 

@@ -110,6 +110,23 @@ def wait_until(condition, timeout: float = 30, interval: float = 0.1, what: str 
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last error: {last_error!r}")
 
 
+def migrate_from_nothing(database_url: str) -> None:
+    """Drop every table of ``database_url`` and run the migrations from the first: a database as a
+    fresh install has it (the suite's, a benchmark's, the soak's)."""
+    from sqlalchemy import text
+
+    from proctor.db import make_engine
+    from proctor.schema import metadata
+
+    engine = make_engine(database_url)
+    with engine.begin() as conn:
+        metadata.drop_all(conn)
+        conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+    engine.dispose()
+    subprocess.run([str(BIN / "alembic"), "upgrade", "head"], cwd=ROOT, check=True, capture_output=True,
+                   env={**os.environ, "DATABASE_URL": database_url})
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

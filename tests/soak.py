@@ -49,8 +49,8 @@ from zoneinfo import ZoneInfo
 import requests
 
 from tests.helpers import (
-    BIN, ROOT, RUN_DIR, Api, HttpTransport, Process, free_port, install_environment, sha256, start_gunicorn,
-    start_worker, unique, wait_until,
+    BIN, RUN_DIR, Api, HttpTransport, Process, free_port, install_environment, migrate_from_nothing, sha256,
+    start_gunicorn, start_worker, unique, wait_until,
 )
 from tests.media_helpers import make_clip
 from tests.original_seat import OriginalSeat
@@ -166,9 +166,6 @@ def soak_database(url: str, folder: Path) -> str:
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import URL, make_url
 
-    from proctor.db import make_engine
-    from proctor.schema import metadata
-
     if url.startswith("sqlite"):
         own = f"sqlite:///{folder / 'proctor.db'}"
     else:
@@ -180,13 +177,7 @@ def soak_database(url: str, folder: Path) -> str:
             conn.execute(text(f"CREATE DATABASE IF NOT EXISTS `{parsed.database}`"))
         server.dispose()
         own = parsed.render_as_string(hide_password=False)
-        engine = make_engine(own)
-        with engine.begin() as conn:
-            metadata.drop_all(conn)
-            conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
-        engine.dispose()
-    subprocess.run([str(BIN / "alembic"), "upgrade", "head"], cwd=ROOT, check=True, capture_output=True,
-                   env={**os.environ, "DATABASE_URL": own})
+    migrate_from_nothing(own)
     return own
 
 
