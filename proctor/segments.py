@@ -64,6 +64,8 @@ def store_segment(session_id: int, upload: Upload, body: BinaryIO) -> tuple[bool
 
 def check_seq_ahead(session_id: int, run: int, seq: int) -> None:
     """A seq (of an upload, or a finish's ``last_seq``) at most MAX_AHEAD above what the run stored."""
+    if seq <= MAX_AHEAD:  # true whatever is stored: the count is read only for the rare far seq
+        return
     with engine().connect() as conn:
         stored = conn.execute(
             select(func.count()).select_from(segments)
