@@ -277,6 +277,13 @@ def test_the_live_view_shows_every_student_of_the_roster(teacher, app):
     assert data["exam"]["entry_code"] == exam["entry_code"]
 
 
+def test_the_live_view_lists_ids_as_a_person_reads_them(teacher, app):
+    api = Api(AppTransport(app), ADMIN_TOKEN)
+    exam = api.create_exam(roster=["n10", "n9", "N1", "n100", "n2"])
+    data = teacher.get(f"/exams/{exam['id']}/live", headers=JSON).get_json()
+    assert [s["student_id"] for s in data["students"]] == ["N1", "n2", "n9", "n10", "n100"]
+
+
 def test_a_refresh_of_the_live_view_costs_the_same_queries_for_500_students_as_for_5(teacher, app):
     from proctor.db import engine
 

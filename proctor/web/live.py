@@ -5,6 +5,8 @@ number of queries and one Redis call whatever the number of students, so one ref
 """
 from __future__ import annotations
 
+import re
+
 from .. import attendance, exams, sessions, states
 
 NOT_LOGGED_IN, FINISHED = "not_logged_in", "finished"
@@ -30,8 +32,13 @@ def missing_of(recording: dict | None) -> int | None:
     return len(recording["gaps"])
 
 
+def natural_order(student_id: str) -> list:
+    """``s2`` before ``s10``: the digits in an id compare as numbers, as a person reads them."""
+    return [int(part) if part.isdigit() else part.casefold() for part in re.split(r"([0-9]+)", student_id)]
+
+
 def exam_live(exam_id: int) -> dict:
-    """The exam (its counts by presence) and one row per student, by student id."""
+    """The exam (its counts by presence) and one row per student, in the natural order of ids."""
     exam = exams.exam_detail(exam_id)
     progress = {s["id"]: s for s in sessions.exam_sessions(exam_id)}
     students = []
@@ -53,6 +60,7 @@ def exam_live(exam_id: int) -> dict:
             "merge_progress": recording["progress"] if recording else None,
             "violations": row["violations"],
         })
+    students.sort(key=lambda s: natural_order(s["student_id"]))
     counts = {p: 0 for p in PRESENCES}
     for s in students:
         counts[s["presence"]] += 1
