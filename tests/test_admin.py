@@ -99,15 +99,15 @@ def test_registry_add_delete_and_auth(api):
 
 
 def test_roster_add_remove_and_overlap_warning(api):
-    sid = unique("overlap")
+    sid, other = unique("overlap"), unique("named")
     first = api.create_exam(title="Morning", roster=[sid])
     assert first["warnings"] == []
     second = api.create_exam(title="Also morning", start_in_s=600, roster=[sid, sid + "x"])
     assert [(w["student_id"], w["exam_id"]) for w in second["warnings"]] == [(sid, first["id"])]
 
     later = api.create_exam(title="Tomorrow", start_in_s=86_400)
-    r = api.post(f"/api/exams/{later['id']}/roster", "teacher", json={"students": [sid, {"student_id": "n1", "name": "N"}]})
-    assert r.status_code == 200 and sorted(r.json()["added"]) == sorted([sid, "n1"]) and r.json()["warnings"] == []
+    r = api.post(f"/api/exams/{later['id']}/roster", "teacher", json={"students": [sid, {"student_id": other, "name": "N"}]})
+    assert r.status_code == 200 and sorted(r.json()["added"]) == sorted([sid, other]) and r.json()["warnings"] == []
     r = api.post(f"/api/exams/{later['id']}/roster", "teacher", json={"students": [sid]})
     assert r.json()["added"] == [] and r.json()["already_on_roster"] == [sid]
 
@@ -118,7 +118,7 @@ def test_roster_add_remove_and_overlap_warning(api):
 
     assert api.delete(f"/api/exams/{later['id']}/roster/{sid}").status_code == 204
     assert api.delete(f"/api/exams/{later['id']}/roster/{sid}").status_code == 404
-    assert [e["student_id"] for e in api.get(f"/api/exams/{later['id']}/roster", "teacher").json()["roster"]] == ["n1"]
+    assert [e["student_id"] for e in api.get(f"/api/exams/{later['id']}/roster", "teacher").json()["roster"]] == [other]
 
 
 # --- exam update and delete ---------------------------------------------------------------------
