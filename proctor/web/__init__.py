@@ -22,9 +22,22 @@ from __future__ import annotations
 from flask import Flask
 
 from ..config import settings
-from . import admission_pages, auth, browser_sessions, console, exam_pages, i18n, invigilation
+from . import (
+    account_pages,
+    admission_pages,
+    auth,
+    browser_sessions,
+    console,
+    exam_admin_pages,
+    exam_pages,
+    i18n,
+    invigilation,
+    operations_pages,
+    student_pages,
+)
 
-PAGES = (auth, exam_pages, admission_pages, invigilation)  # modules of views on console.bp: importing them adds their routes
+PAGES = (auth, exam_pages, exam_admin_pages, admission_pages, invigilation, student_pages, operations_pages,
+         account_pages)  # modules of views on console.bp: importing them adds their routes
 
 
 def register(app: Flask) -> None:
