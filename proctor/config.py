@@ -103,6 +103,7 @@ class Settings:
     heartbeat_interval_s: int
     offline_after_s: int
     max_segment_bytes: int
+    segment_s: int
     merge_grace_s: int
     merge_max_attempts: int
     merge_retry_base_s: int
@@ -122,6 +123,7 @@ class Settings:
     driver_dir: Path
     timezone: tzinfo
     end_grace_s: int
+    flower_url: str
 
     @property
     def segments_dir(self) -> Path:
@@ -179,6 +181,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         heartbeat_interval_s=env.integer("PROCTOR_HEARTBEAT_INTERVAL_S", 10),
         offline_after_s=env.integer("PROCTOR_OFFLINE_AFTER_S", 60),
         max_segment_bytes=env.integer("PROCTOR_MAX_SEGMENT_BYTES", 64 * 1024 * 1024),
+        segment_s=env.integer("PROCTOR_SEGMENT_S", 10, minimum=1),
         merge_grace_s=env.integer("PROCTOR_MERGE_GRACE_S", 120),
         merge_max_attempts=env.integer("PROCTOR_MERGE_MAX_ATTEMPTS", 3),
         merge_retry_base_s=env.integer("PROCTOR_MERGE_RETRY_BASE_S", 5),
@@ -205,6 +208,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         driver_dir=env.path("PROCTOR_DRIVER_DIR", data_dir / "drivers"),
         timezone=env.zone("PROCTOR_TIMEZONE"),
         end_grace_s=env.integer("PROCTOR_END_GRACE_S", 600, minimum=0),
+        # Where an operator's browser reaches Flower (it listens on loopback: through a proxy or
+        # an SSH tunnel); the console's operations page links to it.
+        flower_url=env.text("PROCTOR_FLOWER_URL", ""),
     )
 
 

@@ -71,6 +71,7 @@ JOINED = {
     "required": ["session_id", "token", "heartbeat_interval_s", "max_segment_bytes", "next_seq"],
     "properties": {"session_id": ID, "token": {"type": "string", "minLength": 1},
                    "heartbeat_interval_s": {"type": "integer"}, "max_segment_bytes": {"type": "integer"},
+                   "segment_s": {"type": "integer", "minimum": 1}, "ends_at": {"type": "string", "format": "date-time"},
                    "next_seq": {"type": "integer", "minimum": 0}},
 }
 HEARTBEAT = {
