@@ -1,0 +1,43 @@
+"""The baselines of bench/suite.py: bare Flask endpoints served by the same Gunicorn settings.
+
+``gunicorn -c gunicorn_config.py bench.bare_app:app`` (from the repository root). The routes have
+the paths of the real ones so that the same wrk script drives both; they do nothing the real ones
+need (no token, no database, no Redis):
+
+- ``POST /api/sessions/<sid>/heartbeat`` and ``POST /api/heartbeat``: 204, the body unread;
+- ``PUT /api/sessions/<sid>/segments/<seq>``: the body streamed to a file under
+  ``BENCH_UPLOAD_DIR`` in 1 MiB blocks while hashing it with SHA-256, fsynced, then removed
+  (201 with the hash): the least an upload that keeps what it acknowledged must do.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+
+from flask import Flask, jsonify, request
+
+app = Flask(__name__)
+BLOCK = 1024 * 1024
+
+
+@app.post("/api/sessions/<int:sid>/heartbeat")
+@app.post("/api/heartbeat")
+def heartbeat(sid: int = 0):
+    return "", 204
+
+
+@app.put("/api/sessions/<int:sid>/segments/<int:seq>")
+def upload(sid: int, seq: int):
+    digest = hashlib.sha256()
+    fd, path = tempfile.mkstemp(dir=os.environ.get("BENCH_UPLOAD_DIR"), prefix=f"{sid}-{seq}-")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            while block := request.stream.read(BLOCK):
+                digest.update(block)
+                out.write(block)
+            out.flush()
+            os.fsync(out.fileno())
+    finally:
+        os.unlink(path)
+    return jsonify({"sha256": digest.hexdigest()}), 201

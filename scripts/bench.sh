@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# scripts/bench.sh - every speed target of proctor against its baseline, measured in one run on this
+# machine (bench/suite.py): heartbeats (token API and seats) and uploads with wrk against the app
+# under the project's gunicorn_config.py and against a bare Flask app under the same settings, an
+# upload late in a long session, the merge against plain `ffmpeg -f concat -c copy`, and the status
+# check. Prints the table (figure, baseline, ratio, target, met?) and writes it, with the machine
+# and the date, to bench/results.md. A full run takes about 10 minutes on 2 cores.
+#
+# usage: scripts/bench.sh [-h] [--smoke] [--runs R] [--out FILE]
+#
+#   --smoke     every benchmark on little data for a few seconds (shows the command works; its
+#               figures say nothing)
+#   --runs R    runs of each benchmark, each figure their median (default 3; 2 with --smoke)
+#   --out FILE  where the table goes (default bench/results.md)
+#
+# The stack is the benchmark's own: a private redis-server on a free port (BENCH_REDIS_URL to use
+# another; its db is emptied), a SQLite file (BENCH_DATABASE_URL for MariaDB/MySQL; its tables are
+# dropped) and data in a temporary directory removed at the end (PROCTOR_KEEP_BENCH_TMP=1 keeps it).
+# As root it installs what is missing (wrk, ffmpeg, redis-server) with apt-get.
+set -euo pipefail
+
+usage() { sed -n '9,15p' "$0" | sed 's/^# \{0,1\}//'; }
+die() {
+  echo "bench.sh: error: $*" >&2
+  exit 1
+}
+usage_error() {
+  usage >&2
+  echo "bench.sh: error: $*" >&2
+  exit 2
+}
+
+args=()
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    -h | --help) usage; exit 0 ;;
+    --smoke) args+=(--smoke); shift ;;
+    --runs)
+      [[ $# -ge 2 && "$2" =~ ^[1-9][0-9]*$ ]] || usage_error "--runs needs a whole number from 1"
+      args+=(--runs "$2"); shift 2 ;;
+    --out)
+      [[ $# -ge 2 && -n "$2" ]] || usage_error "--out needs a file name"
+      args+=(--out "$(realpath -m -- "$2")"); shift 2 ;;
+    *) usage_error "unknown argument '$1'" ;;
+  esac
+done
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=scripts/bootstrap.sh
+source scripts/bootstrap.sh
+PACKAGE_PURPOSE[wrk]="the HTTP load generator of the heartbeat and upload benchmarks"
+PACKAGE_PURPOSE[ffmpeg]="the merge benchmark runs ffmpeg and ffprobe"
+PACKAGE_PURPOSE[redis-server]="the benchmark runs a private Redis"
+ensure_packages wrk ffmpeg redis-server || die "missing system packages (see above)"
+ensure_venv || die "could not set up .venv from requirements.txt (see above)"
+
+tmp="$(mktemp -d "${TMPDIR:-/tmp}/proctor-bench-XXXXXX")" || die "cannot create a temporary directory"
+cleanup() {
+  local rc=$?
+  if [[ "$rc" -ne 0 || "${PROCTOR_KEEP_BENCH_TMP:-}" == 1 ]]; then
+    echo "bench.sh: logs and data kept in $tmp" >&2
+  else
+    rm -rf --one-file-system "$tmp" 2>/dev/null || echo "bench.sh: warning: could not remove $tmp" >&2
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# The open-files limit bounds wrk's and Gunicorn's connections.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+TMPDIR="$tmp" .venv/bin/python bench/suite.py "${args[@]}" || die "a benchmark failed (its output is above)"
