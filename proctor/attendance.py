@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from . import presence
 from .db import engine
+from .errors import NotFound
 from .exams import get_exam_row
 from .schema import roster, screenshots, segments, sessions, students, violations
 
@@ -40,6 +41,29 @@ def exam_attendance(exam_id: int) -> list[dict]:
     ]
 
 
+def student_attendance(exam_id: int, student_id: str) -> dict:
+    """The row of ``exam_attendance`` for one student of the exam (on its roster, or with a session
+    of it); NotFound for anyone else."""
+    with engine().connect() as conn:
+        get_exam_row(conn, exam_id)
+        listed = conn.execute(select(roster.c.name).where(roster.c.exam_id == exam_id,
+                                                          roster.c.student_id == student_id)).first()
+        session = conn.execute(select(sessions).where(sessions.c.exam_id == exam_id,
+                                                      sessions.c.student_id == student_id)).first()
+        if listed is None and session is None:
+            raise NotFound(f"student {student_id} is neither on the roster of exam {exam_id} nor in it")
+        counts = {what: _per_session(conn, table, exam_id, session.id) if session else {}
+                  for what, table in COUNTED.items()}
+        registered = conn.execute(select(students.c.name).where(students.c.student_id == student_id)).scalar()
+    seen = presence.last_seen([session.id] if session else [])
+    return {
+        "student_id": student_id,
+        "name": (listed.name if listed else None) or registered,
+        "on_roster": listed is not None,
+        **_attendance(session, counts, seen),
+    }
+
+
 def _attendance(session, counts: dict[str, dict[int, int]], seen: dict) -> dict:
     if session is None:
         return {"session_id": None, "state": NOT_LOGGED_IN, "presence": "offline", "client_addr": None,
@@ -57,15 +81,14 @@ def _attendance(session, counts: dict[str, dict[int, int]], seen: dict) -> dict:
     }
 
 
-def _per_session(conn, table, exam_id: int) -> dict[int, int]:
-    return dict(
-        conn.execute(
-            select(table.c.session_id, func.count())
-            .join(sessions, sessions.c.id == table.c.session_id)
-            .where(sessions.c.exam_id == exam_id)
-            .group_by(table.c.session_id)
-        ).all()
-    )
+def _per_session(conn, table, exam_id: int, session_id: int | None = None) -> dict[int, int]:
+    """Counts of ``table``'s rows per session of the exam (of one session, when given)."""
+    query = (select(table.c.session_id, func.count())
+             .join(sessions, sessions.c.id == table.c.session_id)
+             .where(sessions.c.exam_id == exam_id))
+    if session_id is not None:
+        query = query.where(table.c.session_id == session_id)
+    return dict(conn.execute(query.group_by(table.c.session_id)).all())
 
 
 def _registry_names(conn, exam_id: int) -> dict[str, str]:

@@ -128,6 +128,15 @@ def record_change(session_ids: list[int], kind: str, at: datetime | None = None)
     return changed
 
 
+def history(session_id: int) -> list:
+    """The session's presence changes (rows of ``kind``: online or offline, and ``at``), oldest
+    first: the join, each silence the status check noticed, each return, and the finish."""
+    with engine().connect() as conn:
+        return conn.execute(select(presence_events.c.kind, presence_events.c.at)
+                            .where(presence_events.c.session_id == session_id)
+                            .order_by(presence_events.c.at, presence_events.c.id)).all()
+
+
 def _pending_key() -> str:
     return redis_client.key("presence", "pending")
 
