@@ -1,6 +1,6 @@
-"""Exams: creation with an optional roster, listing, counts, the teacher's edits, delete, roster
-changes and overlap warnings. What ending an exam does to its sessions is in ``lifecycle``; who
-sits it, for the teacher, in ``attendance``."""
+"""Exams: creation with an optional roster, a copy of one, listing, counts, the teacher's edits,
+delete, roster changes and overlap warnings. What ending an exam does to its sessions is in
+``lifecycle``; who sits it, for the teacher, in ``attendance``."""
 from __future__ import annotations
 
 import shutil
@@ -30,7 +30,8 @@ def exam_dict(row) -> dict:
     }
 
 
-def create_exam(title: str, starts_at: datetime, ends_at: datetime, students: list[dict] | None) -> dict:
+def create_exam(title: str, starts_at: datetime, ends_at: datetime, students: list[dict] | None,
+                seat_settings: dict | None = None) -> dict:
     with engine().begin() as conn:
         exam_id = conn.execute(
             insert(exams).values(
@@ -43,11 +44,22 @@ def create_exam(title: str, starts_at: datetime, ends_at: datetime, students: li
                 roster_restricted=students is not None,
                 created_at=utcnow(),
                 entry_code=new_code(ENTRY_CODE_LENGTH),
+                settings=seat_settings,
             )
         ).inserted_primary_key[0]
         if students:
             conn.execute(insert(roster), [{"exam_id": exam_id, **s} for s in students])
         return exam_dict(conn.execute(select(exams).where(exams.c.id == exam_id)).one())
+
+
+def copy_exam(exam_id: int, title: str, starts_at: datetime, ends_at: datetime) -> dict:
+    """A new exam at other times with this one's roster (or none, like it) and seat settings; its
+    own entry code, no invigilator password, no sessions."""
+    with engine().connect() as conn:
+        source = get_exam_row(conn, exam_id)
+        students = [dict(r._mapping) for r in conn.execute(
+            select(roster.c.student_id, roster.c.name).where(roster.c.exam_id == exam_id).order_by(roster.c.id))]
+    return create_exam(title, starts_at, ends_at, students if source.roster_restricted else None, source.settings)
 
 
 def get_exam_row(conn, exam_id: int):

@@ -300,7 +300,12 @@ def import_table(data: bytes, media_type: str, filename: str = "", exam_id: int 
     Registry and roster are written in one transaction: an unknown exam (404) or any other refusal
     leaves both as they were.
     """
-    report = parse_table(data, media_type, filename)
+    return import_checked(parse_table(data, media_type, filename), exam_id)
+
+
+def import_checked(report: ImportReport, exam_id: int | None = None) -> dict:
+    """Write the accepted rows of a checked import as ``import_table`` does (for a caller that
+    shows the report's rows themselves)."""
     with engine().begin() as conn:
         added = roster_additions(conn, exam_id, report.accepted) if exam_id is not None else None
         created, updated = upsert_students(report.accepted, conn)

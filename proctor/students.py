@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, or_, select, update
 
 from .clock import utcnow
 from .db import engine
@@ -50,6 +50,22 @@ def get_student(student_id: str) -> dict:
 def list_students() -> list[dict]:
     with engine().connect() as conn:
         return [student_dict(r) for r in conn.execute(select(students).order_by(students.c.student_id))]
+
+
+def search_students(text: str, limit: int, offset: int = 0) -> tuple[list[dict], int]:
+    """Students whose id or name contains ``text`` (any case; empty: everyone), by id: one page of
+    ``limit`` from ``offset``, and how many match in all."""
+    matching = select(students)
+    if text:
+        # LIKE's own wildcards in the text are searched for as themselves ("/": MariaDB reads a
+        # backslash in a literal as an escape of its own).
+        pattern = "%" + re.sub(r"([/%_])", r"/\1", text.lower()) + "%"
+        matching = matching.where(or_(func.lower(students.c.student_id).like(pattern, escape="/"),
+                                      func.lower(students.c.name).like(pattern, escape="/")))
+    with engine().connect() as conn:
+        total = conn.execute(select(func.count()).select_from(matching.subquery())).scalar_one()
+        rows = conn.execute(matching.order_by(students.c.student_id).limit(limit).offset(offset))
+        return [student_dict(r) for r in rows], total
 
 
 def upsert_students(entries: list[dict], conn: Connection | None = None) -> tuple[int, int]:
