@@ -76,6 +76,13 @@ class Env:
     def flag(self, name: str, default: bool) -> bool:
         return is_true(self.environ.get(name), default)
 
+    def address(self, name: str) -> str:
+        """An http(s) address a browser is sent to, or empty when unset."""
+        raw = self.text(name, "")
+        if raw and not (raw.startswith(("http://", "https://")) and raw.isprintable() and " " not in raw):
+            raise SystemExit(f"configuration error: {name}={raw!r} is not an http:// or https:// address")
+        return raw
+
     def zone(self, name: str) -> tzinfo:
         """A time zone by its IANA name; unset, the host's."""
         raw = self.environ.get(name, "").strip()
@@ -210,7 +217,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         end_grace_s=env.integer("PROCTOR_END_GRACE_S", 600, minimum=0),
         # Where an operator's browser reaches Flower (it listens on loopback: through a proxy or
         # an SSH tunnel); the console's operations page links to it.
-        flower_url=env.text("PROCTOR_FLOWER_URL", ""),
+        flower_url=env.address("PROCTOR_FLOWER_URL"),
     )
 
 

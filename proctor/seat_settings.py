@@ -220,6 +220,15 @@ def import_original(data: bytes) -> dict:
     }
 
 
+def seat_configuration_from_json(data: bytes) -> SeatConfig:
+    """Seat settings typed as JSON (the console's editor), checked as ``PUT
+    /api/admin/seat-config`` checks its body: a server key or a secret is refused, not dropped."""
+    try:
+        return SeatConfig.model_validate(_json_object(data))
+    except ValidationError as err:
+        raise BadRequest(describe(err), code="invalid_body") from None
+
+
 def _json_object(data: bytes) -> dict:
     if len(data) > MAX_BYTES:
         raise TooLarge(f"a seat configuration may be at most {MAX_BYTES} bytes")

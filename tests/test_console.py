@@ -423,7 +423,21 @@ def test_every_change_is_refused_to_an_invigilator(app, office):
         f"/exams/{exam_id}/let-in": {"student_id": "s1"},
         f"/exams/{exam_id}/invigilator-password": {"password": "a password of my own"},
         f"/exams/{exam_id}/invigilator-password/clear": {},
+        f"/exams/{exam_id}/edit": {"title": "mine", "starts_at": "2030-01-01T09:00", "ends_at": "2030-01-01T10:00"},
+        f"/exams/{exam_id}/extend": {"minutes": "30"},
+        f"/exams/{exam_id}/end": {"confirm": "y"},
+        f"/exams/{exam_id}/delete": {"confirm": "y"},
+        f"/exams/{exam_id}/copy": {"title": "mine", "starts_at": "2030-01-01T09:00", "ends_at": "2030-01-01T10:00"},
+        f"/exams/{exam_id}/roster": {"text": "s9 Mallory"},
+        f"/exams/{exam_id}/roster/{exam_id}/remove": {},
+        "/students/import": {"text": "s9 Mallory"},
+        f"/exams/{exam_id}/students/{exam_id}/merge": {},
         "/exams/new": {"title": "mine", "starts_at": "2030-01-01T09:00", "ends_at": "2030-01-01T10:00"},
+        "/operations/seat-settings": {"config": "{}"},
+        "/accounts": {"username": "mallory", "role": "admin", "password": "a password of my own"},
+        f"/accounts/{exam_id}/password": {"password": "a password of my own"},
+        f"/accounts/{exam_id}/remove": {},
+        "/account": {"current": "x", "password": "a password of my own", "repeat": "a password of my own"},
     }
     for path, fields in changes.items():
         answer = post_form(watching, path, page, **fields)

@@ -6,7 +6,7 @@ from flask_limiter.util import get_remote_address
 
 from ..api.limits import limiter
 from . import accounts, forms, i18n
-from .console import bp
+from .console import bp, sign_in_as_staff
 
 # Password guessing: a person mistypes a few times a minute, a script thousands. Per address and
 # account (nobody elsewhere can lock an account out), and per address for all accounts (an exam
@@ -35,8 +35,7 @@ def sign_in():
     if form.validate_on_submit():
         row = accounts.authenticate(form.username.data, form.password.data)
         if row is not None:
-            session.rotate()  # an id someone planted before sign-in opens nothing after it
-            session["staff_id"] = row.id
+            sign_in_as_staff(row)
             return redirect(_local_path(request.args.get("next")) or url_for("console.exam_list"))
         failed = True
     return render_template("sign_in.html", form=form, failed=failed), 401 if failed else 200

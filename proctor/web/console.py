@@ -4,7 +4,8 @@ check of every POST), the pages' headers, the template helpers, and errors.
 Who may do what is decided here, and only here. Two kinds of people sign in: staff (an account,
 ``accounts``) and invigilators (one exam's password, ``invigilators``). Every page and every
 change needs staff (``@signed_in``) but the read-only pages of one exam, which its invigilators
-may see as well (``@watches_exam``), and the sign-in pages. A page asked for by nobody signed in
+may see as well (``@watches_exam``), the management of other staff accounts, which needs an
+administrator (``@administers``), and the sign-in pages. A page asked for by nobody signed in
 answers a redirect to sign-in, a script's JSON call a 401; asked for by an invigilator (any change,
 any other exam), a 403. Every POST carries the CSRF token (a form field, or the ``X-CSRFToken``
 header of a script's call) or is refused with 400 before its view runs. Errors answer a page to a
@@ -33,10 +34,10 @@ bp = Blueprint("console", __name__, template_folder="templates", static_folder="
                static_url_path="/assets")
 csrf = CSRFProtect()
 
-# Scripts, styles, images and calls from this origin only; no inline script or style, no frames,
-# forms post only here.
-PAGE_POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
-               "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+# Scripts, styles, images, recordings and calls from this origin only; no inline script or style,
+# no frames, forms post only here.
+PAGE_POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; media-src 'self'; "
+               "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -45,6 +46,8 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 # The browser session's keys of an invigilator: the exam, and which setting of its password.
 INVIGILATING, INVIGILATOR_KEY = "invigilating", "invigilator_key"
+# Of staff: the account, and which of its passwords it signed in with.
+STAFF_ID, STAFF_KEY = "staff_id", "staff_key"
 
 
 @bp.before_request
@@ -53,9 +56,11 @@ def _load_who_and_check_csrf():
     g.invigilating = None  # the exam id of a signed-in invigilator
     if session.unreadable:
         raise RedisUnavailable()
-    if "staff_id" in session:
-        g.staff = accounts.staff_row(session["staff_id"])
-        if g.staff is None:  # the account was removed: its sessions open nothing
+    if STAFF_ID in session:
+        g.staff = accounts.staff_row(session[STAFF_ID])
+        # The account was removed, or its password changed: its (other) sessions open nothing.
+        if g.staff is None or session.get(STAFF_KEY) != accounts.session_key(g.staff):
+            g.staff = None
             session.clear()
     elif INVIGILATING in session:
         if invigilators.still_opens(session[INVIGILATING], session.get(INVIGILATOR_KEY, "")):
@@ -94,6 +99,24 @@ def watches_exam(view):
     return guarded
 
 
+def administers(view):
+    """An administrator only: managing other staff accounts."""
+    @wraps(view)
+    def guarded(**kwargs):
+        if not may_change():
+            return _not_allowed()
+        if not is_administrator():
+            return error_page(403, "forbidden", _("Only an administrator may manage staff accounts."),
+                              translated=True)
+        return view(**kwargs)
+
+    return guarded
+
+
+def is_administrator() -> bool:
+    return g.get("staff") is not None and g.staff.role == accounts.ADMIN
+
+
 def may_change() -> bool:
     """Whether the one asking may change things (the pages show their controls to them only; the
     views of the changes are ``@signed_in``)."""
@@ -107,6 +130,13 @@ def _not_allowed():
     if wants_json():
         return error_response(401, "unauthorized", "sign in to the console first")
     return redirect(url_for("console.sign_in", next=request.path))
+
+
+def sign_in_as_staff(row) -> None:
+    """The browser session opens this account (at sign-in, and again after its own new password,
+    which signs out its other sessions)."""
+    session.rotate()  # an id someone planted before sign-in opens nothing after it
+    session.update({STAFF_ID: row.id, STAFF_KEY: accounts.session_key(row)})
 
 
 def sign_in_as_invigilator(exam_id: int, key: str) -> None:
@@ -133,6 +163,7 @@ def _page_headers(response):
 @bp.app_context_processor
 def _page_context():
     return {"staff": g.get("staff"), "invigilating": g.get("invigilating"), "may_change": may_change(),
+            "administers": is_administrator(),
             "languages": i18n.LANGUAGES, "locale": i18n.chosen_locale()}
 
 
