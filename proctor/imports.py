@@ -56,6 +56,7 @@ ZIP = b"PK\x03\x04"  # what an .xlsx is
 @dataclass
 class ImportReport:
     accepted: list[dict] = field(default_factory=list)
+    accepted_rows: list[int] = field(default_factory=list)  # the row (line) number of each accepted
     rejected: list[dict] = field(default_factory=list)  # the first MAX_REPORTED
     rejected_count: int = 0
     generated: list[dict] = field(default_factory=list)
@@ -228,6 +229,7 @@ def _checked(numbered_rows: list[tuple[int, list[str]]], id_col: int, name_col: 
         else:
             seen.add(entry["student_id"])
             report.accepted.append(entry)
+            report.accepted_rows.append(number)
     return report
 
 
