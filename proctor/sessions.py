@@ -8,16 +8,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 from sqlalchemy import case, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from . import jobs, logins, presence, states, tokens
+from . import filetypes, jobs, logins, presence, states, tokens
 from . import segments as segments_of
 from .clock import utcnow
 from .config import settings
 from .db import engine
-from .errors import Conflict, Forbidden, NotFound
+from .errors import Conflict, Forbidden, Gone, NotFound
 from .exams import get_exam_row
 from .schema import recordings, roster, segments, sessions
 from .segments import seq_summary
@@ -60,6 +61,8 @@ def join(exam_id: int, student_id: str, client_addr: str | None = None, *, via: 
         "token": token,
         "heartbeat_interval_s": settings().heartbeat_interval_s,
         "max_segment_bytes": settings().max_segment_bytes,
+        "segment_s": settings().segment_s,
+        "ends_at": exam.ends_at.isoformat(),
         "next_seq": seq_summary(sid)[0],
     }
 
@@ -227,6 +230,23 @@ def recording_dict(row) -> dict | None:
 def recording_row(session_id: int):
     with engine().connect() as conn:
         return conn.execute(select(recordings).where(recordings.c.session_id == session_id)).first()
+
+
+def recording_file(session_id: int) -> tuple[Path, str, str]:
+    """The merged recording to play back: its file, its media type (what its first bytes say,
+    never what a name or a client claims) and its sha256 (an ETag)."""
+    row = recording_row(session_id)
+    if row is not None and row.status in states.GONE:
+        raise Gone(f"the recording of session {session_id} was {row.status}", code=f"recording_{row.status}")
+    if row is None or row.status not in states.PLAYABLE or not row.path:
+        raise NotFound(f"session {session_id} has no merged recording yet")
+    path = settings().data_dir / row.path
+    media_type = filetypes.sniff_file(path) if path.is_file() else None
+    if media_type is None:
+        raise Conflict(f"the recording of session {session_id} is no longer on disk", code="recording_gone")
+    if media_type not in filetypes.VIDEO_TYPES:
+        raise Conflict(f"the recording of session {session_id} is not a video", code="recording_unplayable")
+    return path, media_type, row.sha256
 
 
 def session_view(session_id: int) -> dict:
