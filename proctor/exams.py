@@ -17,6 +17,8 @@ from .db import engine
 from .errors import BadRequest, Conflict, NotFound
 from .schema import exams, recordings, roster, screenshots, segments, sessions
 
+COPY_SUFFIX = " (copy)"
+
 
 def exam_dict(row) -> dict:
     """An exam as the teacher sees it (its entry code included: only teachers' calls show it)."""
@@ -52,14 +54,20 @@ def create_exam(title: str, starts_at: datetime, ends_at: datetime, students: li
         return exam_dict(conn.execute(select(exams).where(exams.c.id == exam_id)).one())
 
 
-def copy_exam(exam_id: int, title: str, starts_at: datetime, ends_at: datetime) -> dict:
+def copy_exam(exam_id: int, title: str | None, starts_at: datetime, ends_at: datetime) -> dict:
     """A new exam at other times with this one's roster (or none, like it) and seat settings; its
-    own entry code, no invigilator password, no sessions."""
+    own entry code, no invigilator password, no sessions. No title: ``copy_title`` of this one's."""
     with engine().connect() as conn:
         source = get_exam_row(conn, exam_id)
         students = [dict(r._mapping) for r in conn.execute(
             select(roster.c.student_id, roster.c.name).where(roster.c.exam_id == exam_id).order_by(roster.c.id))]
-    return create_exam(title, starts_at, ends_at, students if source.roster_restricted else None, source.settings)
+    return create_exam(title or copy_title(source.title), starts_at, ends_at,
+                       students if source.roster_restricted else None, source.settings)
+
+
+def copy_title(title: str) -> str:
+    """The title a copy gets unless given one: this one's and " (copy)", within 200 characters."""
+    return title[:200 - len(COPY_SUFFIX)] + COPY_SUFFIX
 
 
 def get_exam_row(conn, exam_id: int):

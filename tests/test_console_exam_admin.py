@@ -205,6 +205,30 @@ def test_copy_makes_a_new_exam_with_the_same_roster_and_settings(office, api):
     assert exam_count() == before
 
 
+def test_the_token_api_copies_an_exam_too(api):
+    source = api.create_exam(title=unique("Api source "), roster=["k1", "k2"])
+    times = {"starts_at": "2033-01-01T09:00:00Z", "ends_at": "2033-01-01T10:00:00Z"}
+    answer = api.post(f"/api/exams/{source['id']}/copy", "teacher", json=times)
+    assert answer.status_code == 201, answer.text
+    copy = answer.json()
+    assert copy["title"] == source["title"] + " (copy)" and copy["warnings"] == []
+    assert roster_ids(api, copy["id"]) == {"k1", "k2"}
+    open_exam = api.create_exam(title="x" * 200)  # no roster: neither has its copy
+    copied = api.post(f"/api/exams/{open_exam['id']}/copy", "teacher", json={**times, "title": "Open again"}).json()
+    assert copied["title"] == "Open again"
+    assert api.get(f"/api/exams/{copied['id']}/roster", "teacher").json()["roster"] == []
+    long = api.post(f"/api/exams/{open_exam['id']}/copy", "teacher", json=times).json()["title"]
+    assert len(long) == 200 and long.endswith(" (copy)")
+
+    before = exam_count()
+    backwards = {"starts_at": times["ends_at"], "ends_at": times["starts_at"]}
+    assert api.post(f"/api/exams/{source['id']}/copy", "teacher", json=backwards).status_code == 400
+    assert api.post(f"/api/exams/{source['id']}/copy", "teacher", json={"title": "no times"}).status_code == 400
+    assert api.post(f"/api/exams/{source['id']}/copy", None, json=times).status_code == 401
+    assert api.post("/api/exams/999999/copy", "teacher", json=times).status_code == 404
+    assert exam_count() == before
+
+
 # --- the roster ---------------------------------------------------------------------------------
 
 

@@ -10,7 +10,8 @@ from .auth import is_teacher, require_teacher
 from .headers import no_store
 from .limits import admission_per_address, admission_per_exam
 from .uploads import parse_bounded
-from .validation import EntryCode, ExamCreate, ExamUpdate, Invite, Join, StudentList, check_schedule, parse
+from .validation import (EntryCode, ExamCopy, ExamCreate, ExamUpdate, Invite, Join, StudentList, check_schedule,
+                         parse)
 
 bp = Blueprint("exams", __name__, url_prefix="/api/exams")
 
@@ -23,6 +24,17 @@ def create_exam():
     exam = exams.create_exam(body.title, body.starts_at, body.ends_at, body.students())
     exam["warnings"] = exams.overlap_warnings(exam["id"])
     exam["generated"] = body.generated()
+    return jsonify(exam), 201
+
+
+@bp.post("/<id:exam_id>/copy")
+def copy_exam(exam_id: int):
+    """A new exam with this one's roster and seat settings, at the times given."""
+    require_teacher()
+    body = parse(ExamCopy)
+    check_schedule(body.starts_at, body.ends_at)
+    exam = exams.copy_exam(exam_id, body.title, body.starts_at, body.ends_at)
+    exam["warnings"] = exams.overlap_warnings(exam["id"])
     return jsonify(exam), 201
 
 

@@ -23,7 +23,7 @@ from ..segments import MAX_SEQ
 from ..storage import EXTENSIONS as VIDEO_TYPES
 from .converters import MAX_ID
 from .legacy import ImageFields, Login, RecordingFields, SeatCall, SelectExam, ViolationFields
-from .validation import EntryCode, ExamCreate, ExamUpdate, Finish, Invite, Join, StudentList, ViolationIn
+from .validation import EntryCode, ExamCopy, ExamCreate, ExamUpdate, Finish, Invite, Join, StudentList, ViolationIn
 
 bp = Blueprint("openapi", __name__)
 
@@ -160,6 +160,9 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ("GET", "/api/exams/<id:exam_id>/sessions"): Op("The exam's sessions", "exams", TEACHER_ONLY,
                                                     answer={"application/json": listing("sessions")}),
     ("POST", "/api/exams/<id:exam_id>/end"): Op("End the exam now", "exams", TEACHER_ONLY),
+    ("POST", "/api/exams/<id:exam_id>/copy"): Op(
+        "A new exam with this one's roster and seat settings, at other times", "exams", TEACHER_ONLY,
+        json_body(ExamCopy), status=201),
     ("POST", "/api/exams/<id:exam_id>/join"): Op(
         "A student joins with the entry code or an invitation code (the teacher's token: any student)",
         "exams", ANYONE_OR_TEACHER, json_body(Join), status=201, answer={"application/json": JOINED}),

@@ -103,6 +103,14 @@ class ExamCreate(StudentsBody):
         return self._entries
 
 
+class ExamCopy(Body):
+    """A copy of an exam at other times (no title: the exam's and " (copy)")."""
+
+    title: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    starts_at: ExamTime
+    ends_at: ExamTime
+
+
 def roster_entries(items: list[str | RosterEntry]) -> list[dict]:
     """Roster items as rows, one per student id (a repeated id keeps its last name)."""
     seen: dict[str, dict] = {}

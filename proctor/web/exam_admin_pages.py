@@ -10,7 +10,7 @@ from flask import redirect, render_template, request, url_for
 from pydantic import ValidationError
 
 from .. import attendance, exams, imports, lifecycle, students
-from ..api.validation import ExamCreate, ExamUpdate, check_schedule
+from ..api.validation import ExamCopy, ExamUpdate, check_schedule
 from ..config import settings
 from ..errors import NotFound, ProctorError, describe
 from . import forms
@@ -20,7 +20,6 @@ from .exam_pages import exam_page
 PICKER_FORMAT = "%Y-%m-%dT%H:%M"  # what a datetime-local input holds (minutes)
 PAGE_SIZE = 100  # registry rows on a page
 MAX_SHOWN = 500  # accepted rows listed in an import's report; the rest are counted
-COPY_SUFFIX = " (copy)"
 
 
 def picker_value(iso: str) -> str:
@@ -73,14 +72,13 @@ def _what_changed(exam: dict, body: ExamUpdate) -> dict:
 def copy_exam(exam_id: int):
     """A new exam of the same roster and seat settings, at the times chosen."""
     exam = exams.exam_detail(exam_id)
-    title = exam["title"][:200 - len(COPY_SUFFIX)] + COPY_SUFFIX
-    form = forms.ExamForm(data={"title": title, "starts_at": picker_value(exam["starts_at"]),
+    form = forms.ExamForm(data={"title": exams.copy_title(exam["title"]), "starts_at": picker_value(exam["starts_at"]),
                                 "ends_at": picker_value(exam["ends_at"])})
     if not form.validate_on_submit():
         return _exam_form_page(exam, form, copying=True, problem=None, status=400 if form.errors else 200)
     try:
-        body = ExamCreate.model_validate({"title": form.title.data, "starts_at": form.starts_at.data,
-                                          "ends_at": form.ends_at.data})
+        body = ExamCopy.model_validate({"title": form.title.data, "starts_at": form.starts_at.data,
+                                        "ends_at": form.ends_at.data})
         check_schedule(body.starts_at, body.ends_at)
     except (ValidationError, ProctorError) as err:
         return _exam_form_page(exam, form, copying=True, problem=_message(err), status=_status(err))
