@@ -42,14 +42,11 @@ def _form_problem(form) -> str:
 @signed_in
 def edit_exam(exam_id: int):
     exam = exams.exam_detail(exam_id)
-    form = forms.ExamForm(data={"title": exam["title"], "starts_at": picker_value(exam["starts_at"]),
-                                "ends_at": picker_value(exam["ends_at"])})
+    form = _prefilled(exam, exam["title"])
     if not form.validate_on_submit():
         return _exam_form_page(exam, form, copying=False, problem=None, status=400 if form.errors else 200)
     try:
-        body = ExamUpdate.model_validate({"title": form.title.data, "starts_at": form.starts_at.data,
-                                          "ends_at": form.ends_at.data})
-        check_schedule(body.starts_at, body.ends_at)
+        body = _checked(form, ExamUpdate)
         lifecycle.update_exam(exam_id, _what_changed(exam, body))
     except (ValidationError, ProctorError) as err:
         return _exam_form_page(exam, form, copying=False, problem=_message(err), status=_status(err))
@@ -72,19 +69,30 @@ def _what_changed(exam: dict, body: ExamUpdate) -> dict:
 def copy_exam(exam_id: int):
     """A new exam of the same roster and seat settings, at the times chosen."""
     exam = exams.exam_detail(exam_id)
-    form = forms.ExamForm(data={"title": exams.copy_title(exam["title"]), "starts_at": picker_value(exam["starts_at"]),
-                                "ends_at": picker_value(exam["ends_at"])})
+    form = _prefilled(exam, exams.copy_title(exam["title"]))
     if not form.validate_on_submit():
         return _exam_form_page(exam, form, copying=True, problem=None, status=400 if form.errors else 200)
     try:
-        body = ExamCopy.model_validate({"title": form.title.data, "starts_at": form.starts_at.data,
-                                        "ends_at": form.ends_at.data})
-        check_schedule(body.starts_at, body.ends_at)
+        body = _checked(form, ExamCopy)
     except (ValidationError, ProctorError) as err:
         return _exam_form_page(exam, form, copying=True, problem=_message(err), status=_status(err))
     copy = exams.copy_exam(exam_id, body.title, body.starts_at, body.ends_at)
     return render_template("exam_created.html", exam=exams.exam_detail(copy["id"]), report=None,
                            warnings=exams.overlap_warnings(copy["id"]))
+
+
+def _prefilled(exam: dict, title: str) -> forms.ExamForm:
+    """The form with the title and the exam's times (a posted form keeps what was posted)."""
+    return forms.ExamForm(data={"title": title, "starts_at": picker_value(exam["starts_at"]),
+                                "ends_at": picker_value(exam["ends_at"])})
+
+
+def _checked(form: forms.ExamForm, model: type[ExamUpdate] | type[ExamCopy]):
+    """The form's title and times as the token API reads them (ValidationError or BadRequest)."""
+    body = model.model_validate({"title": form.title.data, "starts_at": form.starts_at.data,
+                                 "ends_at": form.ends_at.data})
+    check_schedule(body.starts_at, body.ends_at)
+    return body
 
 
 def _exam_form_page(exam: dict, form, *, copying: bool, problem: str | None, status: int):
