@@ -58,7 +58,7 @@ def student_recording(exam_id: int, student_id: str):
     session_id = student.session_of(exam_id, student_id)
     path, media_type, sha256 = sessions.recording_file(session_id)
     extension = "webm" if media_type == "video/webm" else "mp4"
-    return _inline(send_file(path, mimetype=media_type, conditional=True, etag=sha256, max_age=0,
+    return _never_sniffed(send_file(path, mimetype=media_type, conditional=True, etag=sha256, max_age=0,
                              download_name=f"recording-{session_id}.{extension}"))
 
 
@@ -69,12 +69,12 @@ def student_screenshot(exam_id: int, shot_id: int):
         raise NotFound(f"screenshot {shot_id} does not exist")  # as if it did not: ids are guessable
     path, shot = screenshots.file_of(shot_id)
     extension = screenshots.EXTENSIONS[shot["media_type"]]
-    return _inline(send_file(path, mimetype=shot["media_type"], conditional=True, etag=shot["sha256"],
+    return _never_sniffed(send_file(path, mimetype=shot["media_type"], conditional=True, etag=shot["sha256"],
                              max_age=0, download_name=f"screenshot-{shot_id}.{extension}"))
 
 
-def _inline(response):
-    """Shown in the page (send_file's ``Content-Disposition: inline``, under the server's name) as
-    the type given, whatever its bytes look like."""
+def _never_sniffed(response):
+    """Shown as the type given (inline, under the server's name: send_file's download_name),
+    whatever its bytes look like."""
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response
