@@ -133,7 +133,7 @@ def test_extend_moves_the_end_and_the_seats_hear_it(office, api, suite_settings)
     page = office.get(f"/exams/{exam['id']}", headers=HTML).get_data(as_text=True)
     assert new_end.astimezone(suite_settings.timezone).strftime("%Y-%m-%d %H:%M") in page
 
-    for minutes in ("0", "-5", "abc", "", "1441", "9" * 30):
+    for minutes in ("0", "-5", "abc", "", "1441", "9" * 30, "1e3", "٣"):  # int() reads "٣" as 3
         refused = post(office, f"/exams/{exam['id']}/extend", f"/exams/{exam['id']}", minutes=minutes)
         assert refused.status_code == 400 and 'id="problem"' in refused.get_data(as_text=True), minutes
     assert datetime.fromisoformat(exam_of(api, exam["id"])["ends_at"]) == new_end

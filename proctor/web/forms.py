@@ -6,7 +6,7 @@ from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
 from wtforms import BooleanField, IntegerField, PasswordField, SelectField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, EqualTo, InputRequired, Length, NumberRange
+from wtforms.validators import DataRequired, EqualTo, InputRequired, Length, NumberRange, ValidationError
 
 from ..seat_settings import MAX_BYTES as SEAT_SETTINGS_BYTES
 from .accounts import ADMIN, MAX_PASSWORD, MIN_PASSWORD, TEACHER
@@ -86,9 +86,15 @@ class SeatSettings(FlaskForm):
         render_kw={"rows": 24, "spellcheck": "false", "translate": "no"})
 
 
+def _ascii_digits(_form, field) -> None:
+    # int() reads "٣" as 3: a number is typed with the digits 0-9.
+    if not (field.raw_data and field.raw_data[0].strip().isascii()):
+        raise ValidationError(_l("Give a number of minutes."))
+
+
 class ExtendExam(FlaskForm):
     minutes = IntegerField(_l("Minutes"), validators=[
-        InputRequired(_l("Give a number of minutes.")),
+        InputRequired(_l("Give a number of minutes.")), _ascii_digits,
         NumberRange(min=1, max=MAX_EXTENSION_MIN, message=_l("Extend by %(min)d to %(max)d minutes.")),
     ])
 
