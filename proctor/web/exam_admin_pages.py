@@ -115,7 +115,7 @@ def extend_exam(exam_id: int):
     heartbeat."""
     form = forms.ExtendExam()
     if not form.validate_on_submit():
-        return exam_page(exam_id, problem=_form_problem(form)), 400
+        return exam_page(exam_id, form_problem=_form_problem(form)), 400
     ends_at = datetime.fromisoformat(exams.exam_detail(exam_id)["ends_at"])
     try:
         lifecycle.update_exam(exam_id, {"ends_at": ends_at + timedelta(minutes=form.minutes.data)})
@@ -129,7 +129,7 @@ def extend_exam(exam_id: int):
 def end_exam(exam_id: int):
     form = forms.EndExam()
     if not form.validate_on_submit():
-        return exam_page(exam_id, problem=_form_problem(form)), 400
+        return exam_page(exam_id, form_problem=_form_problem(form)), 400
     lifecycle.end_exam(exam_id)
     return _back_to_exam(exam_id)
 
@@ -141,7 +141,7 @@ def delete_exam(exam_id: int):
     ticked deleting them."""
     form = forms.DeleteExam()
     if not form.validate_on_submit():
-        return exam_page(exam_id, problem=_form_problem(form)), 400
+        return exam_page(exam_id, form_problem=_form_problem(form)), 400
     try:
         exams.delete_exam(exam_id, force=form.with_files.data)
     except ProctorError as err:

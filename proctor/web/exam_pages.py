@@ -49,9 +49,11 @@ def exam_live_page(exam_id: int):
     return exam_page(exam_id)
 
 
-def exam_page(exam_id: int, *, password_form=None, let_in_form=None, problem: str | None = None) -> str:
+def exam_page(exam_id: int, *, password_form=None, let_in_form=None, problem: str | None = None,
+              form_problem: str | None = None) -> str:
     """The exam's page: its live view, and for staff the controls of the exam (a form refused is
-    shown again with its messages)."""
+    shown again with its messages; ``problem``: the service layer's words, in English;
+    ``form_problem``: a form's own, in the reader's language)."""
     exam = exams.exam_detail(exam_id)
     controls = {}
     if may_change():
@@ -60,6 +62,7 @@ def exam_page(exam_id: int, *, password_form=None, let_in_form=None, problem: st
             "let_in_form": let_in_form or forms.LetIn(formdata=None),
             "has_invigilator_password": invigilators.has_password(exam_id),
             "problem": problem,
+            "form_problem": form_problem,
         }
     return render_template("exam_live.html", exam=exam, zone=settings().timezone, poll_ms=POLL_INTERVAL_MS,
                            presences=live.PRESENCES, **controls)
