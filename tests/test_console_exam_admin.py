@@ -286,6 +286,8 @@ def test_bad_roster_files_change_nothing(office, api, suite_settings):
 
 def test_a_student_is_taken_off_the_roster_after_a_confirmation(office, api):
     exam = api.create_exam(roster=["x1", "x2"])
+    listed = office.get("/exams", headers=HTML).get_data(as_text=True)  # the exam list leads to the roster
+    assert f'href="/exams/{exam["id"]}/roster" class="roster-link">2<' in listed
     page = office.get(f"/exams/{exam['id']}/roster", headers=HTML).get_data(as_text=True)
     link = f"/exams/{exam['id']}/roster/x1/remove"
     assert f'href="{link}"' in page
