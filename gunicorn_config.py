@@ -51,12 +51,15 @@ threads = _env.integer("PROCTOR_WEB_THREADS", 8, minimum=1)
 timeout = 300
 graceful_timeout = 120
 keepalive = 5
-# Recycle workers now and then (staggered) so a slow leak cannot grow without bound. Rarely: a
-# recycled worker re-imports the whole app and drops its idle keep-alive connections, and a seat
-# that sends on one of those at that moment sees its call fail. A 500-seat hall makes about 30
-# calls a second, so this is a restart per worker every twenty minutes or so.
-max_requests = 20000
-max_requests_jitter = 2000
+# Recycle workers now and then (staggered by the jitter, so both never restart together) so a slow
+# leak cannot grow without bound. Rarely: a recycled worker re-imports the whole app (a second or
+# two of CPU in which it serves nothing) and drops its idle keep-alive connections, and a seat that
+# sends on one of those at that moment sees its call fail. With two workers at a burst of 1,000
+# calls a second this is a restart per worker every three minutes or so, at a 3,000-seat hall's
+# pace (about 200 calls a second) every quarter of an hour; a worker's memory stays flat over
+# gigabytes of uploads (bench/results.md), so nothing needs it sooner.
+max_requests = 100000
+max_requests_jitter = 10000
 # Each worker imports the app itself after the fork: no database engine or Redis connection is
 # shared across processes.
 preload_app = False

@@ -353,7 +353,7 @@ def test_gunicorn_config_defaults(tmp_path):
     assert g["workers"] == 2 and g["threads"] == 8 and g["worker_class"] == "proctor.serving.PacedGeventWorker"
     assert g["worker_connections"] == 1000 and g["logger_class"] == "proctor.serving.EscapingLogger"
     assert g["timeout"] == 300 and g["graceful_timeout"] == 120
-    assert g["max_requests"] == 20000 and g["max_requests_jitter"] == 2000
+    assert g["max_requests"] == 100000 and g["max_requests_jitter"] == 10000
     assert g["keepalive"] >= 2
     assert g["reload"] is False and g["preload_app"] is False
     assert g["accesslog"] == str(ROOT / "logs" / "gunicorn_access.log")
