@@ -38,6 +38,7 @@ def test_a_teacher_uploads_a_roster_and_extends_the_exam(browser, account, serve
     minutes = by_id(browser, "minutes")
     minutes.clear()
     minutes.send_keys("45")
+    keep(browser, tmp_path, "console-exam-changes.png")
     by_id(browser, "extend").click()
     new_end = datetime.fromisoformat(exam["ends_at"]) + timedelta(minutes=45)
     shown = new_end.astimezone(suite_settings.timezone).strftime("%Y-%m-%d %H:%M")
