@@ -4,6 +4,7 @@ from __future__ import annotations
 import bisect
 import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -15,6 +16,9 @@ from .runner import _Deadline
 from .scratch import _TempFiles
 
 COPY_CHUNK = 1024 * 1024  # buffer for joining chunk files
+# ffprobes run at once while planning a merge: enough to keep the cores busy while each waits on
+# its start-up and reads, few enough for a merge worker of several processes.
+PROBES_AT_ONCE = max(2, min(8, 2 * (os.cpu_count() or 1)))
 # Within one stream, packets in file order are in timestamp order give or take B-frame
 # reordering; a jump back further than this means a different recording.
 RESTART_SLACK = 1.0
@@ -74,8 +78,7 @@ def _group(ordered: list[Segment], ffprobe: str,
     skipped: list[dict] = []
     current: _Part | None = None  # the part a continuation chunk may still join
     after_skip = False
-    for seg in ordered:
-        info, reason = _probe_segment(seg, ffprobe, deadline)
+    for seg, (info, reason) in zip(ordered, _probe_all(ordered, ffprobe, deadline)):
         if info is not None:
             current = _Part(seg, info, _is_open_ended(seg.path, info), [seg])
             parts.append(current)
@@ -89,6 +92,14 @@ def _group(ordered: list[Segment], ffprobe: str,
             current = None
         after_skip = info is None and current is None
     return parts, skipped
+
+
+def _probe_all(ordered: list[Segment], ffprobe: str,
+               deadline: _Deadline) -> list[tuple[ProbeInfo | None, str]]:
+    """``_probe_segment`` of every segment, several ffprobes at once: most of a probe's time is
+    ffprobe starting up, and one after another they held FFmpeg back for seconds on a long exam."""
+    with ThreadPoolExecutor(max_workers=PROBES_AT_ONCE) as pool:
+        return list(pool.map(lambda seg: _probe_segment(seg, ffprobe, deadline), ordered))
 
 
 def _unusable_file(path: Path) -> str | None:
