@@ -30,6 +30,7 @@ from . import (
     console,
     exam_admin_pages,
     exam_pages,
+    exam_taking,
     i18n,
     invigilation,
     operations_pages,
@@ -51,3 +52,4 @@ def register(app: Flask) -> None:
     console.csrf.init_app(app)
     i18n.install(app)
     app.register_blueprint(console.bp)
+    app.register_blueprint(exam_taking.bp)  # the student's browser exam page
