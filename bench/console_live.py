@@ -7,8 +7,10 @@ roster view, the sessions' progress and one Redis call) for an exam of 500 stude
 450 of them joined with segments and some violations, against an exam of 5 in the same database;
 prints the median time of each, their ratio, and the number of SQL statements of each (the same
 whatever the size). Browser side: the same 500-student view in headless Chromium (Debian's, through
-chromedriver) under Gunicorn; the median time the page's script takes to redraw the whole table
-(measured around a filter toggle, which redraws synchronously).
+chromedriver) under Gunicorn; the median time the page's script takes to bring the table up to
+date on a filter toggle (synchronous: it takes out or puts back rows, never makes them again).
+The cost of a poll's update with every row changed is measured by
+tests/test_console_live_browser.py.
 
 Uses the test suite's environment (tests/helpers.py: a temporary SQLite database unless
 TEST_DATABASE_URL is set, the Redis db of TEST_REDIS_URL, which is emptied).
@@ -21,7 +23,6 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.helpers import install_environment, migrate_from_nothing, start_gunicorn, wait_until  # noqa: E402
 from tests.test_console_browser import PASSWORD, by_id, chromium, sign_in  # noqa: E402
+from tests.test_console_live_browser import seed_exam  # noqa: E402
 
 
 def prepare() -> None:
@@ -38,33 +40,6 @@ def prepare() -> None:
 
     redis.Redis.from_url(os.environ["REDIS_URL"]).flushdb()
     migrate_from_nothing(os.environ["DATABASE_URL"])
-
-
-def seed_exam(students: int, joined: int) -> int:
-    """An exam with ``students`` on its roster, ``joined`` of them with a session, 3 segments each
-    and a violation for every tenth."""
-    from sqlalchemy import insert
-
-    from proctor import exams, presence
-    from proctor.db import engine
-    from proctor.schema import segments, sessions, violations
-
-    now = datetime.now(timezone.utc)
-    exam = exams.create_exam(f"bench {students}", now - timedelta(minutes=5), now + timedelta(hours=2),
-                             [{"student_id": f"b{students}-{i}", "name": f"Student {i}"} for i in range(students)])
-    with engine().begin() as conn:
-        ids = [conn.execute(insert(sessions).values(
-            exam_id=exam["id"], student_id=f"b{students}-{i}", token_hash=f"{students:08x}{i:056x}", state="active",
-            presence="online", joined_at=now, client_addr="127.0.0.1", door="token")).inserted_primary_key[0]
-            for i in range(joined)]
-        conn.execute(insert(segments), [{"session_id": sid, "run": 0, "seq": seq, "size": 1, "sha256": "0" * 64,
-                                         "media_type": "video/webm", "received_at": now}
-                                        for sid in ids for seq in range(3)])
-        conn.execute(insert(violations), [{"session_id": sid, "reason": "left the window", "via": "token",
-                                           "received_at": now} for sid in ids[::10]])
-    for sid in ids:
-        presence.track(sid)
-    return exam["id"]
 
 
 def signed_in_client(app, username: str):
