@@ -84,7 +84,8 @@ def list_exams() -> list[dict]:
 
 def exam_detail(exam_id: int) -> dict:
     with engine().connect() as conn:
-        exam = exam_dict(get_exam_row(conn, exam_id))
+        row = get_exam_row(conn, exam_id)
+        exam = exam_dict(row)
         by_state = dict(
             conn.execute(
                 select(sessions.c.state, func.count())
@@ -103,6 +104,9 @@ def exam_detail(exam_id: int) -> dict:
             select(func.count()).select_from(roster).where(roster.c.exam_id == exam_id)
         ).scalar_one()
     exam["roster_size"] = roster_size
+    # False: created without a roster, anyone with the entry code may join (a roster added later
+    # lists who is expected, and keeps nobody out).
+    exam["roster_restricted"] = row.roster_restricted
     exam["sessions"] = {
         "total": sum(by_state.values()),
         "by_state": by_state,

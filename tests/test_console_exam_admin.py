@@ -214,9 +214,11 @@ def test_the_token_api_copies_an_exam_too(api):
     assert copy["title"] == source["title"] + " (copy)" and copy["warnings"] == []
     assert roster_ids(api, copy["id"]) == {"k1", "k2"}
     open_exam = api.create_exam(title="x" * 200)  # no roster: neither has its copy
+    assert exam_of(api, open_exam["id"])["roster_restricted"] is False
     copied = api.post(f"/api/exams/{open_exam['id']}/copy", "teacher", json={**times, "title": "Open again"}).json()
     assert copied["title"] == "Open again"
     assert api.get(f"/api/exams/{copied['id']}/roster", "teacher").json()["roster"] == []
+    assert exam_of(api, copied["id"])["roster_restricted"] is False and exam_of(api, copy["id"])["roster_restricted"]
     long = api.post(f"/api/exams/{open_exam['id']}/copy", "teacher", json=times).json()["title"]
     assert len(long) == 200 and long.endswith(" (copy)")
 
@@ -252,6 +254,7 @@ def test_a_pasted_roster_is_reported_row_by_row(office, api):
 
 def test_csv_and_xlsx_rosters_are_uploaded(office, api):
     exam = api.create_exam(title=unique("Files "), roster=[])
+    assert 'id="open-exam"' not in office.get(f"/exams/{exam['id']}/roster", headers=HTML).get_data(as_text=True)
     ids = [unique("f") for _ in range(4)]
     csv = f"Student ID,Name\n{ids[0]},Ann\n{ids[1]},Bo\n,nobody\n".encode()
     answer = post(office, f"/exams/{exam['id']}/roster", f"/exams/{exam['id']}/roster",
@@ -282,6 +285,15 @@ def test_bad_roster_files_change_nothing(office, api, suite_settings):
     too_large = post(office, path, path, files={"file": (io.BytesIO(huge), "huge.txt", "text/plain")})
     assert too_large.status_code == 413 and "<html" in too_large.get_data(as_text=True)
     assert roster_ids(api, exam["id"]) == {"keep"}
+
+
+def test_the_roster_page_of_an_open_exam_says_the_roster_keeps_nobody_out(office, api):
+    exam = api.create_exam()  # no roster: anyone with the entry code joins
+    student = unique("o")
+    page = post(office, f"/exams/{exam['id']}/roster", f"/exams/{exam['id']}/roster", text=f"{student} Olga")
+    assert page.status_code == 200 and 'id="open-exam"' in page.get_data(as_text=True)
+    assert roster_ids(api, exam["id"]) == {student}
+    assert api.try_join(exam["id"], unique("walk-in")).status_code == 201  # still open, as through the API
 
 
 def test_a_student_is_taken_off_the_roster_after_a_confirmation(office, api):
