@@ -201,6 +201,16 @@ def session_row(session_id: int):
     return row
 
 
+def session_id_of(exam_id: int, student_id: str) -> int:
+    """The id of the student's session in the exam (NotFound when they have not joined it)."""
+    with engine().connect() as conn:
+        sid = conn.execute(select(sessions.c.id).where(sessions.c.exam_id == exam_id,
+                                                       sessions.c.student_id == student_id)).scalar()
+    if sid is None:
+        raise NotFound(f"student {student_id} has no session in exam {exam_id}")
+    return sid
+
+
 def recording_dict(row) -> dict | None:
     if row is None:
         return None

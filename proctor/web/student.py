@@ -16,7 +16,6 @@ from datetime import datetime
 
 from .. import attendance, exams, logins, presence, report, screenshots, sessions, states, violations
 from ..clock import utcnow
-from ..errors import NotFound
 
 TICKS = 6  # time labels under the chart, its two ends included
 MIN_WIDTH = 0.3  # percent: a span of seconds in a three-hour exam still shows
@@ -80,14 +79,6 @@ def student_detail(exam_id: int, student_id: str) -> dict:
     detail.update(session=session, violations=found, screenshots=screenshots.list_for_session(session["id"]),
                   timeline=timeline(exam, session, detail["logins"], found))
     return detail
-
-
-def session_of(exam_id: int, student_id: str) -> int:
-    """The student's session in the exam (NotFound without one)."""
-    row = attendance.student_attendance(exam_id, student_id)
-    if row["session_id"] is None:
-        raise NotFound(f"student {student_id} has not joined exam {exam_id}")
-    return row["session_id"]
 
 
 def timeline(exam: dict, session: dict, login_lines: list[dict], found: list[dict]) -> Timeline:

@@ -41,13 +41,13 @@ def student_page(exam_id: int, student_id: str):
 @watches_exam
 def student_merge_state(exam_id: int, student_id: str):
     """The recording's state and progress, which the page polls while a merge is under way."""
-    return jsonify(sessions.session_view(student.session_of(exam_id, student_id))["recording"])
+    return jsonify(sessions.session_view(sessions.session_id_of(exam_id, student_id))["recording"])
 
 
 @bp.post("/exams/<id:exam_id>/students/<student_id>/merge")
 @signed_in
 def merge_student_again(exam_id: int, student_id: str):
-    sessions.requeue_merge(student.session_of(exam_id, student_id))
+    sessions.requeue_merge(sessions.session_id_of(exam_id, student_id))
     return redirect(url_for("console.student_page", exam_id=exam_id, student_id=student_id,
                             _anchor="recording"), code=303)
 
@@ -55,7 +55,7 @@ def merge_student_again(exam_id: int, student_id: str):
 @bp.get("/exams/<id:exam_id>/students/<student_id>/recording")
 @watches_exam
 def student_recording(exam_id: int, student_id: str):
-    session_id = student.session_of(exam_id, student_id)
+    session_id = sessions.session_id_of(exam_id, student_id)
     path, media_type, sha256 = sessions.recording_file(session_id)
     extension = "webm" if media_type == "video/webm" else "mp4"
     return _never_sniffed(send_file(path, mimetype=media_type, conditional=True, etag=sha256, max_age=0,
