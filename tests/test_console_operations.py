@@ -286,3 +286,8 @@ def test_chinese_operations_and_account_pages_have_no_english_left(app, office):
         page = admin.get(path, headers=chinese)
         assert page.status_code == 200, path
         assert visible_words(page.get_data(as_text=True)) - allowed == set(), path
+
+
+def test_the_accounts_page_names_only_an_account_that_exists_as_created(office):
+    page = office["admin"].get("/accounts?created=ceo-approved-this", headers=HTML).get_data(as_text=True)
+    assert 'id="created"' not in page

@@ -25,7 +25,14 @@ def accounts_listing(*, new_form=None, reset_forms=None, problem: str | None = N
         "accounts.html", accounts=rows, new_form=new_form or forms.NewAccount(formdata=None),
         reset_forms={r.id: reset_forms.get(r.id) or forms.ResetPassword(formdata=None, prefix=f"a{r.id}")
                      for r in rows},
-        problem=problem, created=request.args.get("created", "")[:64])
+        problem=problem, created=_just_created(rows))
+
+
+def _just_created(rows) -> str | None:
+    """The account the redirect after a creation names, if it exists (a link cannot make the page
+    claim an account it does not list)."""
+    name = request.args.get("created", "")
+    return name if any(r.username == name for r in rows) else None
 
 
 @bp.post("/accounts")
