@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 
 from sqlalchemy import bindparam, select, update
 
-from . import redis_client, states
+from . import redis_client, states, tokens
 from .clock import utcnow
 from .db import engine
 from .errors import DatabaseUnavailable
@@ -36,8 +36,13 @@ return moved
 
 
 # Only tracked sessions (joined, not finished) are touched, so a late heartbeat of a finished
-# session cannot put it back into the sweep. Returns 0 untracked, 1 online, 2 back from offline.
+# session cannot put it back into the sweep. Returns 0 untracked, 1 online, 2 back from offline;
+# -1 when a token's cache entry (KEYS[3], given with ARGV[3] = "1") does not name the session, so
+# that a student's heartbeat is authenticated and recorded in one round trip.
 _HEARTBEAT = """
+if ARGV[3] == '1' and redis.call('get', KEYS[3]) ~= ARGV[1] then
+  return -1
+end
 if redis.call('srem', KEYS[2], ARGV[1]) == 1 then
   redis.call('zadd', KEYS[1], ARGV[2], ARGV[1])
   return 2
@@ -80,15 +85,25 @@ def forget(session_id: int) -> None:
     pipe.execute()
 
 
-def heartbeat(session_id: int) -> bool:
-    """Record a heartbeat; False when the session is not tracked (finished, or never joined)."""
-    hb, offline = _keys()
-    outcome = redis_client.client().eval(_HEARTBEAT, 2, hb, offline, str(session_id), time.time())
+def heartbeat(session_id: int, token_hash: str | None = None) -> bool | None:
+    """Record a heartbeat; False when the session is not tracked (finished, or never joined).
+
+    With ``token_hash``, only if the token cache says that token is the session's (None if it
+    does not: not cached, or another session's; the caller then authenticates the long way)."""
+    outcome = _beat(session_id, token_hash)
     if outcome == 0 and reseed_if_lost():  # Redis lost the sets since the last status check
-        outcome = redis_client.client().eval(_HEARTBEAT, 2, hb, offline, str(session_id), time.time())
+        outcome = _beat(session_id, token_hash)
     if outcome == 2:
         _record_or_defer([session_id], "online")
-    return outcome != 0
+    return None if outcome == -1 else outcome != 0
+
+
+def _beat(session_id: int, token_hash: str | None) -> int:
+    hb, offline = _keys()
+    token_key = tokens.cache_key(token_hash) if token_hash else hb
+    # EVALSHA: the script's text is sent once per connection, not with every heartbeat.
+    script = redis_client.client().register_script(_HEARTBEAT)
+    return script(keys=[hb, offline, token_key], args=[session_id, time.time(), "1" if token_hash else "0"])
 
 
 def last_seen(session_ids: list[int]) -> dict[int, datetime]:

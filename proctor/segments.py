@@ -192,6 +192,16 @@ def missing_ranges(seqs: list[int], first: int, last: int) -> list[list[int]]:
     return ranges
 
 
+def next_seq(session_id: int, run: int = 0) -> int:
+    """The seq after the highest one the run stored: one look-up at the end of the (session, run,
+    seq) index, however many segments are stored, and never behind a concurrent upload's commit."""
+    with engine().connect() as conn:
+        highest = conn.execute(
+            select(func.max(segments.c.seq)).where(segments.c.session_id == session_id, segments.c.run == run)
+        ).scalar()
+    return 0 if highest is None else highest + 1
+
+
 def seq_summary(session_id: int, run: int = 0) -> tuple[int, list[list[int]], int]:
     """(next_seq, missing seqs below it as [from, to] ranges, number stored) of one run."""
     with engine().connect() as conn:

@@ -28,7 +28,8 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _key(token_hash: str) -> str:
+def cache_key(token_hash: str) -> str:
+    """The Redis key caching a token's session id (a heartbeat checks it in its own script)."""
     return redis_client.key("token", token_hash)
 
 
@@ -36,25 +37,25 @@ def remember(token_hash: str, session_id: int, replaces: str | None = None) -> N
     """Cache a session's new token; the one it replaces stops authenticating at once."""
     r = redis_client.client()
     if replaces:
-        r.delete(_key(replaces))
-    r.set(_key(token_hash), session_id, ex=CACHE_TTL_S)
+        r.delete(cache_key(replaces))
+    r.set(cache_key(token_hash), session_id, ex=CACHE_TTL_S)
 
 
 def forget(token_hashes: list[str]) -> None:
     """Drop tokens from the cache so sessions deleted from the database stop authenticating."""
     if token_hashes:
-        redis_client.client().delete(*[_key(h) for h in token_hashes])
+        redis_client.client().delete(*[cache_key(h) for h in token_hashes])
 
 
 def session_for_token(token: str) -> int:
     token_hash = hash_token(token)
     r = redis_client.client()
-    cached = r.get(_key(token_hash))
+    cached = r.get(cache_key(token_hash))
     if cached:
         return int(cached)
     with engine().connect() as conn:
         sid = conn.execute(select(sessions.c.id).where(sessions.c.token_hash == token_hash)).scalar()
     if sid is None:
         raise Unauthorized("invalid or revoked session token")
-    r.set(_key(token_hash), sid, ex=CACHE_TTL_S)
+    r.set(cache_key(token_hash), sid, ex=CACHE_TTL_S)
     return sid

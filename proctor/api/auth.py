@@ -8,7 +8,7 @@ from flask import g, request
 
 from ..config import settings
 from ..errors import Forbidden, Unauthorized
-from ..tokens import session_for_token
+from ..tokens import hash_token, session_for_token
 
 # Tokens in URLs end up in access logs, proxies and browser history: refuse them outright.
 QUERY_TOKEN_NAMES = ("token", "access_token", "auth", "authorization")
@@ -47,6 +47,13 @@ def caller() -> Caller:
         else:
             g.caller = Caller(is_teacher=False, session_id=session_for_token(token))
     return g.caller
+
+
+def student_token_hash() -> str | None:
+    """The hash of the call's student token, for a call that checks it against the token cache
+    itself (the heartbeat); None for the teacher's token."""
+    token = _bearer()
+    return None if _is_admin_token(token) else hash_token(token)
 
 
 def is_teacher() -> bool:

@@ -6,10 +6,10 @@ from datetime import datetime, timezone
 
 from flask import Blueprint, jsonify, request, send_file
 
-from .. import metrics, presence, segments, sessions, states, storage
+from .. import metrics, presence, segments, sessions, storage
 from ..config import settings
-from ..errors import BadRequest, Conflict, Gone, ProctorError, NotFound, UnsupportedMediaType
-from .auth import require_session, require_teacher
+from ..errors import BadRequest, ProctorError, UnsupportedMediaType
+from .auth import require_session, require_teacher, student_token_hash
 from .uploads import body_length, captured_at_header, drain
 from .validation import Finish, parse
 
@@ -20,8 +20,12 @@ SHA256_HEX = re.compile(r"^[0-9a-fA-F]{64}$")
 
 @bp.post("/<id:session_id>/heartbeat")
 def heartbeat(session_id: int):
-    require_session(session_id, teacher_ok=False)
-    tracked = presence.heartbeat(session_id)
+    # One Redis round trip: the token's cache entry is checked in the heartbeat's own script.
+    token_hash = student_token_hash()
+    tracked = presence.heartbeat(session_id, token_hash) if token_hash else None
+    if tracked is None:  # not in the token cache (or not the student's): authenticate the long way
+        require_session(session_id, teacher_ok=False)
+        tracked = presence.heartbeat(session_id)
     metrics.HEARTBEATS.inc()
     return jsonify(
         {
@@ -52,7 +56,7 @@ def put_segment(session_id: int, seq: str):
         raise
     if created:
         metrics.UPLOAD_BYTES.inc(upload.length)
-    info["next_seq"] = segments.seq_summary(session_id)[0]
+    info["next_seq"] = segments.next_seq(session_id)
     return jsonify(info), 201 if created else 200
 
 
@@ -112,12 +116,5 @@ def release(session_id: int):
 @bp.get("/<id:session_id>/recording")
 def recording(session_id: int):
     require_session(session_id, teacher_ok=True)
-    row = sessions.recording_row(session_id)
-    if row is not None and row.status in states.GONE:
-        raise Gone(f"the recording of session {session_id} was {row.status}", code=f"recording_{row.status}")
-    if row is None or row.status not in states.PLAYABLE or not row.path:
-        raise NotFound(f"session {session_id} has no merged recording yet")
-    path = settings().data_dir / row.path
-    if not path.is_file():
-        raise Conflict(f"the recording of session {session_id} is no longer on disk", code="recording_gone")
-    return send_file(path, conditional=True, etag=row.sha256, max_age=0)
+    path, media_type, sha256 = sessions.recording_file(session_id)
+    return send_file(path, mimetype=media_type, conditional=True, etag=sha256, max_age=0)
