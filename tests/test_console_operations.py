@@ -291,3 +291,11 @@ def test_chinese_operations_and_account_pages_have_no_english_left(app, office):
 def test_the_accounts_page_names_only_an_account_that_exists_as_created(office):
     page = office["admin"].get("/accounts?created=ceo-approved-this", headers=HTML).get_data(as_text=True)
     assert 'id="created"' not in page
+
+
+@pytest.mark.parametrize("value", ["javascript:alert(1)", "ops.example/flower", "https://ops.example/a b"])
+def test_a_flower_address_that_is_no_web_address_stops_the_process(value):
+    from proctor.config import load_settings
+
+    with pytest.raises(SystemExit, match="PROCTOR_FLOWER_URL"):
+        load_settings({"PROCTOR_FLOWER_URL": value, "PROCTOR_ADMIN_TOKEN": "t", "PROCTOR_SECRET_KEY": "k"})
