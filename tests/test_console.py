@@ -421,6 +421,7 @@ def test_every_change_is_refused_to_an_invigilator(app, office):
     changes = {
         f"/exams/{exam_id}/entry-code": {"enabled": "1"},
         f"/exams/{exam_id}/let-in": {"student_id": "s1"},
+        f"/exams/{exam_id}/invitations": {"missing": "y"},
         f"/exams/{exam_id}/invigilator-password": {"password": "a password of my own"},
         f"/exams/{exam_id}/invigilator-password/clear": {},
         f"/exams/{exam_id}/edit": {"title": "mine", "starts_at": "2030-01-01T09:00", "ends_at": "2030-01-01T10:00"},

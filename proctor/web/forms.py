@@ -4,7 +4,8 @@ from __future__ import annotations
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
-from wtforms import BooleanField, IntegerField, PasswordField, SelectField, StringField, TextAreaField
+from wtforms import (BooleanField, IntegerField, PasswordField, SelectField, SelectMultipleField, StringField,
+                     SubmitField, TextAreaField)
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, EqualTo, InputRequired, Length, NumberRange, ValidationError
 
@@ -51,6 +52,14 @@ class InvigilatorPassword(FlaskForm):
 
 class LetIn(FlaskForm):
     student_id = StringField(_l("Student id"), validators=[DataRequired(_l("Enter the student id.")), Length(max=64)])
+
+
+class IssueInvitations(FlaskForm):
+    """Invitation codes for every roster student without one, or for the ticked students (again:
+    their earlier codes stop working). The ids are checked as the token API checks them."""
+    students = SelectMultipleField(validate_choice=False)  # the roster may change while the page is open
+    missing = SubmitField(_l("Invite every student without an invitation"))
+    ticked = SubmitField(_l("Issue new codes for the ticked students"))
 
 
 def _new_password_field(label):
