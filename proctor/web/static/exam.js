@@ -284,24 +284,17 @@
     $("preview").hidden = false;
     $("share-stopped").hidden = true;
     show(["taking"]);
-    await firstFrame();
-    startSegment();
+    // Recording starts with the screen's first frame: before it, there is nothing to record.
+    startSegment(await nextFrame(3000));
     state("recording");
   }
 
-  // A recorder's time starts at the first frame it gets: starting it before the screen is there
-  // would count as recorded a time the recording does not hold.
-  function firstFrame() {
-    return new Promise((resolve) => {
-      $("preview").addEventListener("playing", resolve, { once: true });
-      setTimeout(resolve, 3000);
-    });
-  }
-
-  function startSegment() {
+  // A segment's time runs from the capture time of a frame to that of another (the frames' own
+  // clock, which is what the recording holds), or this page's clock where a browser tells none.
+  function startSegment(from) {
     const seq = nextSeq++;
     const recorder = new MediaRecorder(stream, { mimeType: MIME });
-    const segment = { seq, recorder, part: 0, capturedAt: Date.now(), t0: performance.now(), writes: Promise.resolve() };
+    const segment = { seq, recorder, part: 0, capturedAt: Date.now(), from, writes: Promise.resolve() };
     const sid = joined.session_id;
     open.add(seq);
     recorder.ondataavailable = (event) => {
@@ -310,20 +303,47 @@
       segment.writes = segment.writes.then(() => savePiece(sid, seq, part, event.data, segment.capturedAt));
     };
     recorder.onstop = () => {
-      const lasted = performance.now() - segment.t0;
+      const lasted = Math.max(0, (segment.to === undefined ? performance.now() : segment.to) - segment.from);
       segment.writes.then(() => closeSegment(segment, lasted), (err) => problem(String(err)));
     };
     recorder.start(SLICE_MS);
     current = segment;
     counts.recorded = Math.max(counts.recorded, seq);
     segmentTimer = setTimeout(nextSegment, joined.segment_s * 1000);
+    return segment;
   }
 
-  // The next recorder starts before the last one stops: the recording has no gap between them.
-  function nextSegment() {
+  // The next recorder starts before the last one stops, and the last one stops only once the
+  // next one is recording and a frame has come after that (both have it): the recording has no
+  // gap between them, and a segment ends with the time it was recording even when the screen sent
+  // no frame for a while.
+  async function nextSegment() {
     const finishing = current;
-    startSegment();
-    finishing.recorder.stop();
+    const next = startSegment(performance.now());
+    await new Promise((resolve) => next.recorder.addEventListener("start", resolve, { once: true }));
+    next.from = await nextFrame();
+    stopSegment(finishing, next.from);
+  }
+
+  // Its time ends at ``at``: the recorder hands over its last data a little later.
+  function stopSegment(segment, at) {
+    segment.to = at;
+    segment.recorder.stop();
+  }
+
+  // The capture time of the next frame the shared screen shows (a still screen may send none
+  // for a while: then this page's time after ``waitMs``).
+  function nextFrame(waitMs = 1000) {
+    const preview = $("preview");
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(performance.now()), waitMs);
+      if (preview.requestVideoFrameCallback) {
+        preview.requestVideoFrameCallback((now, frame) => {
+          clearTimeout(timer);
+          resolve(frame.captureTime || now);
+        });
+      }
+    });
   }
 
   async function closeSegment(segment, lasted) {
@@ -341,9 +361,9 @@
     pump();
   }
 
-  function stopRecording() {
+  function stopRecording(at = performance.now()) {
     clearTimeout(segmentTimer);
-    if (current && current.recorder.state !== "inactive") current.recorder.stop();
+    if (current && current.to === undefined && current.recorder.state !== "inactive") stopSegment(current, at);
     current = null;
     if (stream) for (const track of stream.getTracks()) track.stop();
     stream = null;
@@ -450,12 +470,13 @@
 
   // --- ending ------------------------------------------------------------------------------------
 
-  function endExam() {
+  async function endExam() {
     ending = true;
     $("end-button").hidden = true;
     $("end-confirm").hidden = true;
     $("share-stopped").hidden = true;
-    stopRecording();
+    clearTimeout(segmentTimer);
+    stopRecording(current ? await nextFrame() : undefined);
     show(["taking"]);
     connection(text.ending);
     pump(); // finishes once the last segment is acknowledged
