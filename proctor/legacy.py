@@ -39,14 +39,18 @@ else. This server therefore binds each student's session to the seat that logged
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import BinaryIO
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from . import logins, presence, screenshots, segments, sessions, states, storage, students, violations
+from . import (
+    logins, presence, redis_client, screenshots, seat_cache, segments, sessions, states, storage, students, tokens,
+    violations,
+)
 from .clock import seat_time, utcnow
 from .config import settings
 from .db import engine
@@ -117,6 +121,7 @@ def login(student_id: str, student_name: str | None, client_addr: str, exam_id: 
     joined = sessions.join(exam.id, student_id, client_addr, via="legacy", reopen=True)
     _keep_first_name(exam, student_id, student_name)
     bind_seat(joined["session_id"], client_addr)
+    seat_cache.bind(exam.id, student_id, joined["session_id"], client_addr, tokens.hash_token(joined["token"]))
     start_run(joined["session_id"], client_addr)
     return _login_answer(exam, student_id)
 
@@ -207,6 +212,8 @@ class Seat:
     client_addr: str
     ends_at: datetime
     extended: bool  # the exam's end time differs from the one first scheduled
+    token_hash: str
+    scheduled_ends_at: datetime
 
 
 def seat_for(student_id: str, exam_id: int, client_addr: str) -> Seat:
@@ -214,8 +221,8 @@ def seat_for(student_id: str, exam_id: int, client_addr: str) -> Seat:
     with engine().connect() as conn:
         row = conn.execute(
             select(
-                sessions_t.c.id, sessions_t.c.state, sessions_t.c.door, legacy_seats.c.client_addr,
-                exams.c.ends_at, exams.c.scheduled_ends_at,
+                sessions_t.c.id, sessions_t.c.state, sessions_t.c.door, sessions_t.c.token_hash,
+                legacy_seats.c.client_addr, exams.c.ends_at, exams.c.scheduled_ends_at,
             )
             .join(exams, exams.c.id == sessions_t.c.exam_id)
             .outerjoin(legacy_seats, legacy_seats.c.session_id == sessions_t.c.id)
@@ -230,7 +237,40 @@ def seat_for(student_id: str, exam_id: int, client_addr: str) -> Seat:
                               f"call from {client_addr}; the seat logged in from {row.client_addr}")
         raise Forbidden(f"student {student_id} is logged in from another seat")
     return Seat(row.id, exam_id, student_id, row.state, row.client_addr, row.ends_at,
-                row.ends_at != row.scheduled_ends_at)
+                row.ends_at != row.scheduled_ends_at, row.token_hash, row.scheduled_ends_at)
+
+
+# The seat heartbeat from Redis alone (``seat_cache``), in one round trip: the seat's binding must
+# name this address and carry a token hash the token cache still maps to the session; then the
+# presence heartbeat. Returns {-1} when anything needed is not cached (or does not match), else
+# {the heartbeat's outcome, the session, the exam's cached end}.
+_SEAT_HEARTBEAT = presence.BEAT_LUA + """
+local seat, ends = redis.call('get', KEYS[3]), redis.call('get', KEYS[4])
+if not seat or not ends then
+  return {-1}
+end
+local sid, addr, token = string.match(seat, '^(%d+) (%S+) (%x+)$')
+if addr ~= ARGV[1] or redis.call('get', ARGV[3] .. token) ~= sid then
+  return {-1}
+end
+return {beat(KEYS[1], KEYS[2], sid, ARGV[2]), sid, ends}
+"""
+
+
+def cached_heartbeat(student_id: str, exam_id: int, client_addr: str) -> dict | None:
+    """``heartbeat`` of a seat whose binding and exam end are cached, without the database; None
+    when they are not, or when the session is not tracked (finished): ``heartbeat`` tells why."""
+    hb, offline = presence.set_keys()
+    script = redis_client.client().register_script(_SEAT_HEARTBEAT)
+    found = script(keys=[hb, offline, seat_cache.seat_key(exam_id, student_id), seat_cache.exam_end_key(exam_id)],
+                   args=[client_addr, time.time(), seat_cache.token_prefix()])
+    if found[0] <= 0:
+        return None
+    outcome, session_id, ends = found
+    if outcome == 2:
+        presence.back_online(int(session_id))
+    ends_at, scheduled_ends_at = (float(t) for t in ends.split())
+    return _heartbeat_answer(datetime.fromtimestamp(ends_at, timezone.utc), ends_at != scheduled_ends_at)
 
 
 def heartbeat(seat: Seat) -> dict:
@@ -240,11 +280,17 @@ def heartbeat(seat: Seat) -> dict:
     over = utcnow() >= seat.ends_at
     if seat.state not in states.OPEN and not over:
         raise Conflict("your exam session has ended", code="session_finished")
-    if seat.state in states.OPEN:
-        presence.heartbeat(seat.session_id)
+    if seat.state in states.OPEN and presence.heartbeat(seat.session_id) and seat.token_hash:
+        seat_cache.remember(seat.exam_id, seat.student_id, seat.session_id, seat.client_addr, seat.token_hash,
+                            seat.ends_at, seat.scheduled_ends_at)
+    return _heartbeat_answer(seat.ends_at, seat.extended)
+
+
+def _heartbeat_answer(ends_at: datetime, extended: bool) -> dict:
+    over = utcnow() >= ends_at
     answer = {"status": "success"}
-    if seat.extended or over:
-        answer["end_time"] = seat_time(seat.ends_at)
+    if extended or over:
+        answer["end_time"] = seat_time(ends_at)
     if over:
         answer["message"] = "the exam is over"
     return answer

@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from sqlalchemy import and_, select
 
-from . import exams, states
+from . import exams, seat_cache, states
 from .clock import utcnow
 from .config import settings
 from .db import engine
@@ -76,6 +76,7 @@ def end_exam(exam_id: int) -> dict:
     with engine().begin() as conn:
         exams.get_exam_row(conn, exam_id)
         states.complete_exam_now(conn, exam_id, utcnow())
+    seat_cache.forget_exam_end(exam_id)
     complete_exam(exam_id)
     with engine().connect() as conn:
         return exams.exam_dict(exams.get_exam_row(conn, exam_id))
@@ -93,6 +94,8 @@ def update_exam(exam_id: int, changes: dict) -> dict:
         values = exams.changed_values(row, changes, now)
         if values:
             conn.execute(exams_t.update().where(exams_t.c.id == exam_id).values(**values))
+    if "ends_at" in values:
+        seat_cache.forget_exam_end(exam_id)
     if values.get("status") == states.COMPLETED:
         complete_exam(exam_id)  # moved into the past: close its sessions now, as end_exam does
     return exams.exam_admin_dict(exam_id)

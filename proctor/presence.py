@@ -35,23 +35,31 @@ return moved
 """
 
 
-# Only tracked sessions (joined, not finished) are touched, so a late heartbeat of a finished
-# session cannot put it back into the sweep. Returns 0 untracked, 1 online, 2 back from offline;
+# The heartbeat itself, in the scripts that first check who is calling (a student's token here, a
+# seat's binding in ``legacy``). Only tracked sessions (joined, not finished) are touched, so a late
+# heartbeat of a finished session cannot put it back into the sweep. Returns 0 untracked, 1 online,
+# 2 back from offline.
+BEAT_LUA = """
+local function beat(hb, offline, sid, now)
+  if redis.call('srem', offline, sid) == 1 then
+    redis.call('zadd', hb, now, sid)
+    return 2
+  end
+  if redis.call('zscore', hb, sid) then
+    redis.call('zadd', hb, now, sid)
+    return 1
+  end
+  return 0
+end
+"""
+
 # -1 when a token's cache entry (KEYS[3], given with ARGV[3] = "1") does not name the session, so
 # that a student's heartbeat is authenticated and recorded in one round trip.
-_HEARTBEAT = """
+_HEARTBEAT = BEAT_LUA + """
 if ARGV[3] == '1' and redis.call('get', KEYS[3]) ~= ARGV[1] then
   return -1
 end
-if redis.call('srem', KEYS[2], ARGV[1]) == 1 then
-  redis.call('zadd', KEYS[1], ARGV[2], ARGV[1])
-  return 2
-end
-if redis.call('zscore', KEYS[1], ARGV[1]) then
-  redis.call('zadd', KEYS[1], ARGV[2], ARGV[1])
-  return 1
-end
-return 0
+return beat(KEYS[1], KEYS[2], ARGV[1], ARGV[2])
 """
 
 # Forget a deferred change only if no newer one replaced it meanwhile.
@@ -63,13 +71,14 @@ return 0
 """
 
 
-def _keys() -> tuple[str, str]:
+def set_keys() -> tuple[str, str]:
+    """The sorted set of online sessions and the set of offline ones."""
     return redis_client.key("presence", "heartbeats"), redis_client.key("presence", "offline")
 
 
 def track(session_id: int, now: float | None = None) -> None:
     """Start (or resume) presence tracking of a session, as online."""
-    hb, offline = _keys()
+    hb, offline = set_keys()
     pipe = redis_client.client().pipeline()
     pipe.zadd(hb, {str(session_id): now or time.time()})
     pipe.srem(offline, str(session_id))
@@ -78,7 +87,7 @@ def track(session_id: int, now: float | None = None) -> None:
 
 def forget(session_id: int) -> None:
     """Stop tracking a session that has finished."""
-    hb, offline = _keys()
+    hb, offline = set_keys()
     pipe = redis_client.client().pipeline()
     pipe.zrem(hb, str(session_id))
     pipe.srem(offline, str(session_id))
@@ -94,12 +103,17 @@ def heartbeat(session_id: int, token_hash: str | None = None) -> bool | None:
     if outcome == 0 and reseed_if_lost():  # Redis lost the sets since the last status check
         outcome = _beat(session_id, token_hash)
     if outcome == 2:
-        _record_or_defer([session_id], "online")
+        back_online(session_id)
     return None if outcome == -1 else outcome != 0
 
 
+def back_online(session_id: int) -> None:
+    """A heartbeat found the session offline (and has put it back online in Redis): record it."""
+    _record_or_defer([session_id], "online")
+
+
 def _beat(session_id: int, token_hash: str | None) -> int:
-    hb, offline = _keys()
+    hb, offline = set_keys()
     token_key = tokens.cache_key(token_hash) if token_hash else hb
     # EVALSHA: the script's text is sent once per connection, not with every heartbeat.
     script = redis_client.client().register_script(_HEARTBEAT)
@@ -110,7 +124,7 @@ def last_seen(session_ids: list[int]) -> dict[int, datetime]:
     """Freshest heartbeat times from Redis (the database lags by up to one status check)."""
     if not session_ids:
         return {}
-    hb, _ = _keys()
+    hb, _ = set_keys()
     scores = redis_client.client().zmscore(hb, [str(s) for s in session_ids])
     return {
         sid: datetime.fromtimestamp(score, timezone.utc)
@@ -172,7 +186,7 @@ def _record_deferred() -> int:
     Only those Redis still shows: a session finished (no longer tracked) or moved since had its
     newer change written already."""
     r = redis_client.client()
-    hb, offline = _keys()
+    hb, offline = set_keys()
     pending = r.hgetall(_pending_key())
     for sid, entry in sorted(pending.items(), key=lambda item: float(item[1].split()[1])):
         kind, at = entry.split()
@@ -189,7 +203,7 @@ def sweep_offline(offline_after_s: int, now: float | None = None, batch: int = 1
     Changes deferred by a database outage are written first, so a newer one is never overwritten
     by an older one."""
     _record_deferred()
-    hb, offline = _keys()
+    hb, offline = set_keys()
     cutoff = (now or time.time()) - offline_after_s
     moved: list[int] = []
     while True:
@@ -204,7 +218,7 @@ def sweep_offline(offline_after_s: int, now: float | None = None, batch: int = 1
 
 def flush_heartbeats(now: float | None = None) -> int:
     """Write the last-heartbeat times that changed since the previous flush, in one batch."""
-    hb, _ = _keys()
+    hb, _ = set_keys()
     mark = redis_client.key("presence", "flushed_at")
     r = redis_client.client()
     now = now or time.time()
@@ -234,7 +248,7 @@ def reseed_if_lost() -> int:
     A marker key tells whether the sets are the ones this process family built; without it, every
     active session is put back with its last known heartbeat so silence is still detected.
     """
-    hb, offline = _keys()
+    hb, offline = set_keys()
     marker = redis_client.key("presence", "seeded")
     r = redis_client.client()
     if r.exists(marker):
