@@ -123,6 +123,8 @@ def share(driver) -> None:
     by_id(driver, "share-button").click()
     wait_until(lambda: by_id(driver, "exam").get_attribute("data-state") == "recording", timeout=20,
                what="the recording to start")
+    assert driver.execute_script("const v = document.getElementById('preview'); return !v.paused && v.videoWidth")
+    assert "token" not in driver.current_url
 
 
 def end_exam(driver) -> None:
@@ -209,3 +211,19 @@ def test_stopping_the_share_is_said_at_once_and_recorded_as_a_violation(student_
     assert "screen sharing stopped" in found[0]["reason"]
     share(driver)  # sharing again goes on recording
     assert not by_id(driver, "share-stopped").is_displayed()
+
+
+@pytestmark_browser
+def test_a_wrong_code_is_refused_in_the_page_and_keeps_nothing(student_browser, short_segments):
+    driver, api = student_browser, Api(HttpTransport(short_segments), ADMIN_TOKEN)
+    exam = api.create_exam(title=unique("Guarded exam "))
+    driver.get(f"{short_segments}/exam/{exam['id']}")
+    wait_until(lambda: by_id(driver, "join").is_displayed(), timeout=20, what="the join form")
+    by_id(driver, "entry-code").send_keys("WRONG-CODE")
+    by_id(driver, "student-id").send_keys("s1")
+    by_id(driver, "join-button").click()
+    wait_until(lambda: by_id(driver, "problem").is_displayed(), timeout=20, what="the refusal")
+    assert by_id(driver, "problem").text == "This code is not valid for this exam."
+    assert by_id(driver, "join").is_displayed() and not by_id(driver, "share").is_displayed()
+    assert driver.execute_script("return sessionStorage.length") == 0
+    assert api.roster_sessions(exam["id"]) == []

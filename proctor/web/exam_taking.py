@@ -17,9 +17,10 @@ from ..api.converters import MAX_ID
 
 bp = Blueprint("exam_taking", __name__, template_folder="templates")
 
-# As the console's, and media of this origin (the preview of the shared screen).
+# As the console's: scripts, styles and calls of this origin only (the preview of the shared screen
+# is a MediaStream, which no URL rule governs).
 PAGE_POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
-               "media-src 'self' blob:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+               "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 
 
 @bp.get("/exam")
