@@ -87,11 +87,11 @@ def issue_invitations(exam_id: int):
 def _chosen_students(exam_id: int, form: forms.IssueInvitations) -> list[str]:
     """The roster's students without an invitation, or the ticked ones."""
     if form.missing.data:
-        return [r["student_id"] for r in invitation_rows(exam_id) if r["on_roster"] and r["invitation"] is None]
+        return [r["student_id"] for r in _invitation_rows(exam_id) if r["on_roster"] and r["invitation"] is None]
     return form.students.data
 
 
-def invitation_rows(exam_id: int) -> list[dict]:
+def _invitation_rows(exam_id: int) -> list[dict]:
     """Each student on the roster, and anyone else invited, with their invitation (None: none),
     in the order a person reads ids."""
     issued = {i["student_id"]: i for i in admission.list_invitations(exam_id)}
@@ -103,4 +103,4 @@ def invitation_rows(exam_id: int) -> list[dict]:
 def _invitations_page(exam_id: int, form, *, problem: str | None = None, form_problem: str | None = None):
     """(``problem``: the service layer's words, in English; ``form_problem``: the form's own.)"""
     return render_template("invitations.html", exam=exams.exam_detail(exam_id), form=form,
-                           students=invitation_rows(exam_id), problem=problem, form_problem=form_problem)
+                           students=_invitation_rows(exam_id), problem=problem, form_problem=form_problem)
