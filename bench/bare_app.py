@@ -5,9 +5,9 @@ the paths of the real ones so that the same wrk script drives both; they do noth
 need (no token, no database, no Redis):
 
 - ``POST /api/sessions/<sid>/heartbeat`` and ``POST /api/heartbeat``: 204, the body unread;
-- ``PUT /api/sessions/<sid>/segments/<seq>``: the body streamed to a file under
-  ``BENCH_UPLOAD_DIR`` in 1 MiB blocks while hashing it with SHA-256, fsynced, then removed
-  (201 with the hash): the least an upload that keeps what it acknowledged must do.
+- ``PUT /api/sessions/<sid>/segments/<seq>``: the body streamed to a new file under
+  ``BENCH_UPLOAD_DIR`` in 1 MiB blocks while hashing it with SHA-256, fsynced and kept (201 with
+  the hash): the least an upload that keeps what it acknowledged must do.
 """
 from __future__ import annotations
 
@@ -30,14 +30,11 @@ def heartbeat(sid: int = 0):
 @app.put("/api/sessions/<int:sid>/segments/<int:seq>")
 def upload(sid: int, seq: int):
     digest = hashlib.sha256()
-    fd, path = tempfile.mkstemp(dir=os.environ.get("BENCH_UPLOAD_DIR"), prefix=f"{sid}-{seq}-")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            while block := request.stream.read(BLOCK):
-                digest.update(block)
-                out.write(block)
-            out.flush()
-            os.fsync(out.fileno())
-    finally:
-        os.unlink(path)
+    fd, _ = tempfile.mkstemp(dir=os.environ.get("BENCH_UPLOAD_DIR"), prefix=f"{sid}-{seq}-")
+    with os.fdopen(fd, "wb") as out:
+        while block := request.stream.read(BLOCK):
+            digest.update(block)
+            out.write(block)
+        out.flush()
+        os.fsync(out.fileno())
     return jsonify({"sha256": digest.hexdigest()}), 201

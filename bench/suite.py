@@ -9,7 +9,7 @@ interleaved with it, on the same data):
   gunicorn_config.py, the requests spread over every seeded session; the baseline is
   bench/bare_app.py, a bare Flask endpoint returning 204, under the same Gunicorn settings;
 - upload: wrk PUTting a 5 MiB mp4 segment over 8 connections, each request a new seq; the
-  baseline is the bare app's streaming PUT that hashes (SHA-256) and fsyncs the same bytes;
+  baseline is the bare app's streaming PUT that hashes (SHA-256), fsyncs and keeps the same bytes;
 - upload late in a session: one upload at seq 700 of a session that holds 700 segments against a
   session's first upload (a small body, so that the database work is what is compared);
 - web worker RSS before and after all those uploads;
@@ -250,9 +250,9 @@ def uploads(ours: tuple, bare: str, work: Path, scale: Scale, runs: int) -> list
     mine, base = [], []
     for _ in range(runs):
         base.append(wrk(bare, "upload.lua", scale.upload_connections, scale.seconds, **env))
+        remove_uploads()
         mine.append(wrk(base_url, "upload.lua", scale.upload_connections, scale.seconds, **env))
-        # Each run stores new seqs: the stored segments of the earlier run are not what is measured.
-        shutil.rmtree(Path(os.environ["PROCTOR_DATA_DIR"]) / "segments", ignore_errors=True)
+        remove_uploads()
     rss_after = worker_rss_mib(proc.proc.pid)
     size = segment.stat().st_size
     uploaded_gib = sum(r["rate"] for r in mine) * scale.seconds * size / 2**30
@@ -263,12 +263,20 @@ def uploads(ours: tuple, bare: str, work: Path, scale: Scale, runs: int) -> list
         Row(label,
             f"{median_of(mine, 'rate') * size / 1e6:,.0f} MB/s, p99 {median_of(mine, 'p99') * 1000:.0f} ms, "
             f"{failed} failed",
-            f"bare PUT + SHA-256 + fsync: {median_of(base, 'rate') * size / 1e6:,.0f} MB/s",
+            f"bare PUT + SHA-256 + fsync, kept: {median_of(base, 'rate') * size / 1e6:,.0f} MB/s",
             ratio, "≥ 0.80 ×, 0 failed", ratio >= 0.8 and failed == 0),
         Row(f"Web workers' RSS over {uploaded_gib:.1f} GiB uploaded",
             f"{rss_after:,.0f} MiB after", f"{rss_before:,.0f} MiB before", rss_after / rss_before,
             "≤ 1.20 × (flat)", rss_after / rss_before <= 1.2),
     ]
+
+
+def remove_uploads() -> None:
+    """Each run stores new files: the disk another run filled is not what is measured."""
+    shutil.rmtree(Path(os.environ["PROCTOR_DATA_DIR"]) / "segments", ignore_errors=True)
+    for kept in Path(os.environ["BENCH_UPLOAD_DIR"]).iterdir():
+        kept.unlink()
+    os.sync()
 
 
 def late_upload(base_url: str, work: Path, scale: Scale) -> Row:
