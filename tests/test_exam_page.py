@@ -77,8 +77,11 @@ pytestmark_browser = pytest.mark.skipif(not (CHROMIUM.exists() and CHROMEDRIVER.
 
 @pytest.fixture(scope="module")
 def short_segments():
-    """The app under Gunicorn telling the page to cut segments of SEGMENT_S seconds."""
-    proc, base = start_gunicorn("gunicorn-exam-page.log", PROCTOR_SEGMENT_S=str(SEGMENT_S))
+    """The app under Gunicorn telling the page to cut segments of SEGMENT_S seconds and to
+    heartbeat every 2 s."""
+    # A closed tab's session counts as gone soon: the reopened tab's join waits for that.
+    proc, base = start_gunicorn("gunicorn-exam-page.log", PROCTOR_SEGMENT_S=str(SEGMENT_S),
+                                PROCTOR_HEARTBEAT_INTERVAL_S="2", PROCTOR_OFFLINE_AFTER_S="6")
     yield base
     proc.stop()
 
@@ -110,12 +113,16 @@ def shown(driver, name: str) -> int:
 
 
 def join_and_share(driver, base: str, api: Api, exam_id: int, student_id: str) -> None:
+    join(driver, base, api, exam_id, student_id)
+    share(driver)
+
+
+def join(driver, base: str, api: Api, exam_id: int, student_id: str) -> None:
     driver.get(f"{base}/exam/{exam_id}")
     wait_until(lambda: by_id(driver, "join").is_displayed(), timeout=20, what="the join form")
     by_id(driver, "entry-code").send_keys(api.entry_code(exam_id))
     by_id(driver, "student-id").send_keys(student_id)
     by_id(driver, "join-button").click()
-    share(driver)
 
 
 def share(driver) -> None:
@@ -193,6 +200,35 @@ def test_a_reload_in_the_middle_of_the_exam_loses_nothing(student_browser, short
     assert view["segments"] == shown(driver, "recorded") and view["missing"] == [], (view, by_id(driver, "problem").text)
     logins = api.get(f"/api/exams/{exam['id']}/logins", "teacher").json()
     assert [line["kind"] for line in logins["logins"]] == ["login", "logout"]  # the reload did not join again
+
+
+@pytestmark_browser
+def test_a_closed_tab_opened_again_joins_again_and_sends_what_the_browser_kept(
+        student_browser, short_segments, merge_worker, tmp_path):
+    driver, api = student_browser, Api(HttpTransport(short_segments), ADMIN_TOKEN)
+    exam = api.create_exam(title=unique("Reopened exam "))
+    student_id = unique("s")
+    join_and_share(driver, short_segments, api, exam["id"], student_id)
+    driver.execute_cdp_cmd("Network.enable", {})
+    driver.execute_cdp_cmd("Network.setBlockedURLs", {"urls": ["*/segments/*"]})
+    wait_until(lambda: shown(driver, "waiting") >= 2, timeout=60, what="segments waiting")
+    closed = driver.current_window_handle
+    driver.switch_to.new_window("tab")
+    driver.switch_to.window(closed)
+    driver.close()  # the tab, its token (sessionStorage) and its recorder are gone; IndexedDB stays
+    driver.switch_to.window(driver.window_handles[0])
+
+    # The code again (a new token, same session): the join waits until the closed tab counts as
+    # gone, then what IndexedDB kept is sent before any new recording.
+    join(driver, short_segments, api, exam["id"], student_id)
+    wait_until(lambda: by_id(driver, "share-button").is_displayed(), timeout=60, what="the join to go through")
+    wait_until(lambda: shown(driver, "waiting") == 0 and shown(driver, "sent") == shown(driver, "recorded") >= 2,
+               timeout=60, what="the kept segments sent")
+    share(driver)
+    wait_until(lambda: shown(driver, "recorded") > shown(driver, "sent"), timeout=30, what="a new segment")
+    end_exam(driver)
+    view, _ = merged(api, exam["id"], tmp_path)
+    assert view["segments"] == shown(driver, "recorded") and view["missing"] == [], view
 
 
 @pytestmark_browser
