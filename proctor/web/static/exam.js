@@ -39,6 +39,7 @@
   let heartbeatTimer = null;
   let pumpTimer = null;
   let pumping = false;
+  let pumpAgain = false;
   let failures = 0;
   let ending = false;
   let clockSkewMs = 0; // the server's clock minus this one
@@ -171,14 +172,17 @@
 
   async function join(proof) {
     problem("");
+    $("join-button").disabled = true; // one join at a time, its retries included
     let response;
     try {
       response = await call("POST", "/api/exams/" + examId + "/join", proof);
     } catch (err) {
       problem(text.unreachable);
+      $("join-button").disabled = false;
       return;
     }
     if (response.status === 201) {
+      $("join-button").disabled = false;
       for (const id of ["entry-code", "student-id", "invitation-code"]) $(id).value = "";
       begin(await response.json());
       return;
@@ -191,6 +195,7 @@
       return;
     }
     problem(text.join_refused[code] || text.refused + " " + code);
+    $("join-button").disabled = false;
   }
 
   function proofFromForm() {
@@ -254,7 +259,7 @@
     try {
       const response = await call("POST", sessionPath() + "/heartbeat");
       if (response.status === 401 || response.status === 403) return takenOver();
-      if (!response.ok) return connection(text.refused + " " + response.status);
+      if (!response.ok) return connection(response.status >= 500 ? text.unreachable : text.refused + " " + response.status);
       const answer = await response.json();
       clockSkewMs = Date.parse(answer.server_time) - Date.now();
       connection(text.connected);
@@ -272,11 +277,14 @@
       problem(text.unsupported);
       return;
     }
+    $("share-button").disabled = true; // one request to share at a time
     try {
       stream = await navigator.mediaDevices.getDisplayMedia({ video: { displaySurface: "monitor" }, audio: false });
     } catch (err) {
       problem(text.share_refused);
       return;
+    } finally {
+      $("share-button").disabled = false;
     }
     const track = stream.getVideoTracks()[0];
     track.addEventListener("ended", sharingStopped);
@@ -403,15 +411,22 @@
 
   // Sends the waiting segments, oldest first, one at a time; on a failure, waits and starts again.
   async function pump() {
-    if (pumping || !joined) return;
+    if (pumping) {
+      pumpAgain = true; // a segment closed while this one was looking: look again
+      return;
+    }
+    if (!joined) return;
     pumping = true;
     clearTimeout(pumpTimer);
     let delay = null;
     try {
-      for (let seqs = await waitingSeqs(); joined && seqs.length && delay === null; seqs = joined ? await waitingSeqs() : []) {
-        delay = await send(seqs[0]);
-        await refreshCounts();
-      }
+      do {
+        pumpAgain = false;
+        for (let seqs = await waitingSeqs(); joined && seqs.length && delay === null; seqs = joined ? await waitingSeqs() : []) {
+          delay = await send(seqs[0]);
+          await refreshCounts();
+        }
+      } while (pumpAgain && joined && delay === null);
     } catch (err) {
       delay = backoffMs();
       connection(String(err));
@@ -483,6 +498,7 @@
   }
 
   async function finish() {
+    if (open.size || (await waitingSeqs()).length) return pump(); // never before the last segment
     let response;
     try {
       response = await call("POST", sessionPath() + "/finish", {});
