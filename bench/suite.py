@@ -162,15 +162,18 @@ def worker_rss_mib(master: int) -> float:
 
 
 def seed(work: Path, n: int) -> None:
-    """n active sessions of one running exam, each with a token, bound to a seat at 127.0.0.1."""
+    """n active sessions of one running exam, each with a token, bound to a seat at 127.0.0.1 (in
+    the database and in the seat cache, as each seat's login leaves them)."""
     from sqlalchemy import insert
 
     from heartbeat import prepare_tokens
     from status_check import seed as seed_sessions
 
+    from proctor import seat_cache
     from proctor.clock import utcnow
     from proctor.db import engine
     from proctor.schema import legacy_seats
+    from proctor.tokens import hash_token
 
     seed_sessions(n)
     tokens = prepare_tokens(n)
@@ -178,6 +181,8 @@ def seed(work: Path, n: int) -> None:
     with engine().begin() as conn:
         conn.execute(insert(legacy_seats), [{"session_id": sid, "client_addr": LOCAL, "bound_at": now}
                                             for sid in tokens])
+    for sid, token in tokens.items():
+        seat_cache.bind(1, f"s{sid - 1}", sid, LOCAL, hash_token(token))
     (work / "sessions.txt").write_text("".join(f"{sid} {t}\n" for sid, t in tokens.items()))
     (work / "seats.txt").write_text("".join(f"s{sid - 1} 1\n" for sid in tokens))
 
