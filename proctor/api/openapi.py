@@ -31,7 +31,7 @@ bp = Blueprint("openapi", __name__)
 CACHE_CONTROL = "public, max-age=300"
 IGNORED_METHODS = {"HEAD", "OPTIONS"}
 IGNORED_ENDPOINTS = {"static"}  # Flask's own; proctor serves no static files
-IGNORED_BLUEPRINTS = {"console"}  # the console's pages (proctor/web): for browsers, not the API
+IGNORED_BLUEPRINTS = {"console", "exam_taking"}  # pages for browsers (proctor/web), not the API
 
 TEACHER, SESSION = "teacher", "session"
 SECURITY_SCHEMES = {
