@@ -1,12 +1,16 @@
 // The browser exam page: a client of the token API (join, heartbeat, PUT segments, violations,
 // finish) that loses no segment it has recorded.
 //
-// Segments: one MediaRecorder per segment, restarted every `segment_s` seconds (the join says how
-// long), so every segment is a WebM file of its own, header and key frame included: each one
-// plays and merges alone, and a reload or a lost segment never leaves the next ones without the
-// header that only a first time slice would carry. Each recorder also hands over its data every
-// second; those pieces go to IndexedDB at once, so a reload loses at most the last second (the
-// pieces of a segment cut short still make a valid WebM, sent as a segment of its own).
+// Segments: one MediaRecorder while the screen is shared, handing over a time slice every second;
+// a segment is the slices of `segment_s` seconds (the join says how long). The slices are one
+// byte stream whose first slice carries the WebM header, and the merge joins such a series again
+// (a continuation chunk belongs to the head before it): the recording has no seam between
+// segments. Restarting the recorder per segment made every segment a WebM of its own, but lost
+// or doubled time at every restart under load (measured: 0.1 to 0.45 s per restart on a busy
+// 2-core machine). A new recorder (after a reload, or when the
+// screen is shared again) starts a new series with its own header. Each slice goes to IndexedDB
+// at once, so a reload loses at most the last second: the slices of a segment cut short are sent
+// as a segment of their own.
 //
 // Nothing recorded is lost: a segment waits in IndexedDB until the server has acknowledged it
 // (201, or 200 for the same bytes again), and is sent with its SHA-256, oldest first, retried with
@@ -32,7 +36,10 @@
   let joined = null; // the join's answer: session_id, token, heartbeat_interval_s, segment_s, ends_at
   let db = null;
   let stream = null;
-  let current = null; // the segment being recorded
+  let current = null; // the recorder while the screen is shared: { recorder, from }
+  let segment = null; // the segment its slices go to now: { seq, parts, capturedAt }
+  let writes = Promise.resolve(); // slices written and segments closed, in the order they came
+  let stoppedAt = 0;
   const open = new Set(); // seqs whose recorder has not finished writing
   let nextSeq = 0;
   let segmentTimer = null;
@@ -68,7 +75,7 @@
     root.dataset.recorded = counts.recorded;
     root.dataset.sent = counts.sent;
     root.dataset.waiting = counts.waiting;
-    root.dataset.recordedMs = Math.round(recordedMs);
+    root.dataset.recordedMs = Math.round(recordedMs + (current ? performance.now() - current.from : 0));
   }
 
   function drawTimeLeft() {
@@ -293,86 +300,80 @@
     $("share-stopped").hidden = true;
     show(["taking"]);
     // Recording starts with the screen's first frame: before it, there is nothing to record.
-    startSegment(await nextFrame(3000));
+    startRecorder(await firstFrame());
     state("recording");
   }
 
-  // A segment's time runs from the capture time of a frame to that of another (the frames' own
-  // clock, which is what the recording holds), or this page's clock where a browser tells none.
-  function startSegment(from) {
-    const seq = nextSeq++;
-    const recorder = new MediaRecorder(stream, { mimeType: MIME });
-    const segment = { seq, recorder, part: 0, capturedAt: Date.now(), from, writes: Promise.resolve() };
-    const sid = joined.session_id;
-    open.add(seq);
-    recorder.ondataavailable = (event) => {
-      if (!event.data.size) return;
-      const part = segment.part++;
-      segment.writes = segment.writes.then(() => savePiece(sid, seq, part, event.data, segment.capturedAt));
-    };
-    recorder.onstop = () => {
-      const lasted = Math.max(0, (segment.to === undefined ? performance.now() : segment.to) - segment.from);
-      segment.writes.then(() => closeSegment(segment, lasted), (err) => problem(String(err)));
-    };
-    recorder.start(SLICE_MS);
-    current = segment;
-    counts.recorded = Math.max(counts.recorded, seq);
-    segmentTimer = setTimeout(nextSegment, joined.segment_s * 1000);
-    return segment;
-  }
-
-  // The next recorder starts before the last one stops, and the last one stops only once the
-  // next one is recording and a frame has come after that (both have it): the recording has no
-  // gap between them, and a segment ends with the time it was recording even when the screen sent
-  // no frame for a while.
-  async function nextSegment() {
-    const finishing = current;
-    const next = startSegment(performance.now());
-    await new Promise((resolve) => next.recorder.addEventListener("start", resolve, { once: true }));
-    next.from = await nextFrame();
-    stopSegment(finishing, next.from);
-  }
-
-  // Its time ends at ``at``: the recorder hands over its last data a little later.
-  function stopSegment(segment, at) {
-    segment.to = at;
-    segment.recorder.stop();
-  }
-
-  // The capture time of the next frame the shared screen shows (a still screen may send none
-  // for a while: then this page's time after ``waitMs``).
-  function nextFrame(waitMs = 1000) {
+  // The time of the screen's first frame (or of giving up waiting for it).
+  function firstFrame() {
     const preview = $("preview");
     return new Promise((resolve) => {
-      const timer = setTimeout(() => resolve(performance.now()), waitMs);
-      if (preview.requestVideoFrameCallback) {
-        preview.requestVideoFrameCallback((now, frame) => {
-          clearTimeout(timer);
-          resolve(frame.captureTime || now);
-        });
-      }
+      const timer = setTimeout(() => resolve(performance.now()), 3000);
+      preview.addEventListener("playing", () => {
+        clearTimeout(timer);
+        resolve(performance.now());
+      }, { once: true });
     });
   }
 
-  async function closeSegment(segment, lasted) {
-    open.delete(segment.seq);
-    if (!segment.part) {
-      // Stopped before its first frame: it holds nothing, and its seq is taken by the next one
-      // (a seq skipped would be a gap the merge waits for).
-      if (nextSeq === segment.seq + 1) nextSeq = segment.seq;
+  // One recorder while the screen is shared: its time slices are one byte stream, the first
+  // carrying the WebM header; a segment is the slices of `segment_s` seconds.
+  function startRecorder(from) {
+    const sid = joined.session_id;
+    const recorder = new MediaRecorder(stream, { mimeType: MIME });
+    current = { recorder, from };
+    openSegment();
+    recorder.ondataavailable = (event) => {
+      if (!event.data.size) return;
+      const seq = segment.seq;
+      const part = segment.parts++;
+      const capturedAt = segment.capturedAt;
+      writes = writes.then(() => savePiece(sid, seq, part, event.data, capturedAt));
+    };
+    recorder.onstop = () => {
+      recordedMs += Math.max(0, (current && current.recorder === recorder ? performance.now() : stoppedAt) - from);
+      cutSegment(true);
+    };
+    recorder.start(SLICE_MS);
+    segmentTimer = setInterval(() => cutSegment(false), joined.segment_s * 1000);
+  }
+
+  function openSegment() {
+    segment = { seq: nextSeq++, parts: 0, capturedAt: Date.now() };
+    open.add(segment.seq);
+    counts.recorded = Math.max(counts.recorded, segment.seq);
+  }
+
+  // The slices so far make a segment; those after it, the next one. A segment that got no slice
+  // yet goes on (or, at the end, gives its seq back: a seq skipped would be a gap the merge waits
+  // for).
+  function cutSegment(last) {
+    const closing = segment;
+    if (!closing.parts && !last) return;
+    if (!last) openSegment();
+    writes = writes.then(() => closeSegment(closing), (err) => problem(String(err)));
+  }
+
+  async function closeSegment(closed) {
+    open.delete(closed.seq);
+    if (!closed.parts) {
+      if (nextSeq === closed.seq + 1) nextSeq = closed.seq;
       counts.recorded = Math.min(counts.recorded, nextSeq);
     } else {
-      recordedMs += lasted;
-      counts.recorded = Math.max(counts.recorded, segment.seq + 1);
+      counts.recorded = Math.max(counts.recorded, closed.seq + 1);
     }
     await refreshCounts();
     pump();
   }
 
-  function stopRecording(at = performance.now()) {
-    clearTimeout(segmentTimer);
-    if (current && current.to === undefined && current.recorder.state !== "inactive") stopSegment(current, at);
-    current = null;
+  function stopRecording() {
+    clearInterval(segmentTimer);
+    if (current) {
+      stoppedAt = performance.now();
+      const recorder = current.recorder;
+      current = null;
+      if (recorder.state !== "inactive") recorder.stop(); // its last slice, then onstop
+    }
     if (stream) for (const track of stream.getTracks()) track.stop();
     stream = null;
     $("preview").hidden = true;
@@ -490,8 +491,7 @@
     $("end-button").hidden = true;
     $("end-confirm").hidden = true;
     $("share-stopped").hidden = true;
-    clearTimeout(segmentTimer);
-    stopRecording(current ? await nextFrame() : undefined);
+    stopRecording();
     show(["taking"]);
     connection(text.ending);
     pump(); // finishes once the last segment is acknowledged
@@ -530,7 +530,10 @@
   });
   $("end-confirm").addEventListener("click", endExam);
   window.addEventListener("online", pump);
-  setInterval(drawTimeLeft, 1000);
+  setInterval(() => {
+    drawTimeLeft();
+    drawCounts();
+  }, 1000);
 
   openDb().then(
     (opened) => {
