@@ -6,8 +6,9 @@ chromium, headless, with a fake screen to share (``--auto-select-desktop-capture
 the app under real Gunicorn (segments of 4 s, told at join) and a merge worker: a student joins with
 the entry code, records about 20 s while the upload URL is blocked for a while (Chrome DevTools
 Protocol ``Network.setBlockedURLs``), ends the exam, and the merged recording holds every segment and
-lasts what was recorded; a reload in the middle of an exam loses nothing; stopping the share is
-said at once and recorded as a violation. A screenshot of the page is saved in the test's
+lasts what was recorded; a reload in the middle of an exam loses nothing, nor does a tab closed
+during an outage and opened again; the page finishes by itself at the exam's end; stopping the
+share is said at once and recorded as a violation. A screenshot of the page is saved in the test's
 directory (with PROCTOR_UPDATE_SCREENSHOTS=1 also to docs/screenshots/exam-page.png).
 """
 from __future__ import annotations
@@ -246,6 +247,8 @@ def test_stopping_the_share_is_said_at_once_and_recorded_as_a_violation(student_
     found = wait_until(lambda: api.get(f"/api/sessions/{row['id']}/violations", "teacher").json()["violations"],
                        timeout=20, what="the violation recorded")
     assert "screen sharing stopped" in found[0]["reason"]
+    [student] = api.get(f"/api/exams/{exam['id']}/roster", "teacher").json()["roster"]
+    assert student["violations"] == 1  # what the teacher's live view counts
     share(driver)  # sharing again goes on recording
     assert not by_id(driver, "share-stopped").is_displayed()
 
@@ -264,3 +267,17 @@ def test_a_wrong_code_is_refused_in_the_page_and_keeps_nothing(student_browser, 
     assert by_id(driver, "join").is_displayed() and not by_id(driver, "share").is_displayed()
     assert driver.execute_script("return sessionStorage.length") == 0
     assert api.roster_sessions(exam["id"]) == []
+
+
+@pytestmark_browser
+def test_the_page_finishes_by_itself_at_the_exams_end(student_browser, short_segments, merge_worker, tmp_path):
+    driver, api = student_browser, Api(HttpTransport(short_segments), ADMIN_TOKEN)
+    exam = api.create_exam(title=unique("Ending exam "), start_in_s=-60, length_s=75)  # ends in 15 s
+    join_and_share(driver, short_segments, api, exam["id"], unique("s"))
+    [row] = api.roster_sessions(exam["id"])
+    assert api.session(row["id"])["presence"] == "online"  # heartbeats at the join's interval
+    wait_until(lambda: by_id(driver, "time-left").text.startswith("0:00:"), timeout=10, what="the time left")
+    wait_until(lambda: by_id(driver, "exam").get_attribute("data-state") == "done", timeout=90,
+               what="the page to finish at the end")
+    view, duration = merged(api, exam["id"], tmp_path)
+    assert view["segments"] == shown(driver, "recorded") >= 2 and duration > 5

@@ -220,6 +220,7 @@
     await refreshCounts();
     show(["share", "taking"]);
     state("idle");
+    drawTimeLeft();
     connection(text.connected);
     heartbeat();
     clearInterval(heartbeatTimer);
