@@ -281,3 +281,20 @@ def test_the_page_finishes_by_itself_at_the_exams_end(student_browser, short_seg
                what="the page to finish at the end")
     view, duration = merged(api, exam["id"], tmp_path)
     assert view["segments"] == shown(driver, "recorded") >= 2 and duration > 5
+
+
+@pytestmark_browser
+def test_an_invitation_code_alone_joins(student_browser, short_segments):
+    driver, api = student_browser, Api(HttpTransport(short_segments), ADMIN_TOKEN)
+    exam = api.create_exam(title=unique("Invited exam "))
+    student_id = unique("s")
+    invited = api.post(f"/api/exams/{exam['id']}/invitations", "teacher", json={"students": [student_id]})
+    assert invited.status_code == 201, invited.text
+    driver.get(f"{short_segments}/exam/{exam['id']}")
+    wait_until(lambda: by_id(driver, "join").is_displayed(), timeout=20, what="the join form")
+    by_id(driver, "invitation-code").send_keys(invited.json()["invitations"][0]["code"])
+    by_id(driver, "join-button").click()
+    share(driver)
+    assert by_id(driver, "invitation-code").get_attribute("value") == ""  # not left in the page
+    [row] = api.roster_sessions(exam["id"])
+    assert row["student_id"] == student_id
