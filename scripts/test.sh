@@ -71,6 +71,7 @@ PACKAGE_PURPOSE[ffmpeg]="the merge tests run ffmpeg and ffprobe on real clips"
 PACKAGE_PURPOSE[redis-server]="the tests need a Redis (one of their own when none answers on 6379)"
 PACKAGE_PURPOSE[chromium]="the console's browser tests run it headless (skipped without it)"
 PACKAGE_PURPOSE[chromium-driver]="Selenium drives chromium through chromedriver in the console's browser tests"
+PACKAGE_PURPOSE[fonts-wqy-microhei]="the screenshots of the Chinese pages show Chinese characters, not empty boxes"
 PACKAGE_PURPOSE[systemd]="the operations tests check the units with systemd-analyze verify (skipped without it)"
 PACKAGE_PURPOSE[shellcheck]="the operations tests lint scripts/*.sh with it (skipped without it)"
 PACKAGE_PURPOSE[curl]="the start scripts check readiness with it (the operations tests run them)"
@@ -78,7 +79,7 @@ PACKAGE_PURPOSE[strace]="the power-cut tests check the order of fsync and rename
 ensure_packages ffmpeg redis-server || die "missing system packages (see above)"
 want_packages systemd shellcheck curl strace
 ensure_venv || die "could not set up .venv from requirements.txt (see above)"
-want_packages chromium chromium-driver
+want_packages chromium chromium-driver fonts-wqy-microhei
 
 answers() { .venv/bin/python -c "$1" "$2" >/dev/null 2>&1; }
 redis_answers() { answers "import redis,sys; redis.Redis.from_url(sys.argv[1]).ping()" "$1"; }
