@@ -261,10 +261,13 @@ def recording_file(session_id: int) -> tuple[Path, str, str]:
 
 def session_view(session_id: int) -> dict:
     """The session as the API shows it; ``next_seq`` and ``missing`` are of the first run (a
-    token-API session has no other), ``runs`` lists a desktop seat's runs (one per login)."""
+    token-API session has no other), ``runs`` lists a desktop seat's runs (one per login),
+    ``exam_ends_at`` the exam's end now (extensions included)."""
     row = session_row(session_id)
     next_seq, missing, _ = seq_summary(session_id)
     seen = presence.last_seen([session_id]).get(session_id) or row.last_heartbeat_at
+    with engine().connect() as conn:
+        exam = get_exam_row(conn, row.exam_id)
     view = {
         "id": row.id,
         "exam_id": row.exam_id,
@@ -279,6 +282,8 @@ def session_view(session_id: int) -> dict:
         "next_seq": next_seq,
         "missing": missing,
         "closes_at": row.closes_at.isoformat() if row.closes_at else None,
+        # The exam's end as it is now: a client that joined before an extension reads it here.
+        "exam_ends_at": exam.ends_at.isoformat(),
         "recording": recording_dict(recording_row(session_id)),
     }
     runs = segments_of.runs(session_id)

@@ -14,6 +14,7 @@ directory (with PROCTOR_UPDATE_SCREENSHOTS=1 also to docs/screenshots/exam-page.
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -281,6 +282,23 @@ def test_the_page_finishes_by_itself_at_the_exams_end(student_browser, short_seg
                what="the page to finish at the end")
     view, duration = merged(api, exam["id"], tmp_path)
     assert view["segments"] == shown(driver, "recorded") >= 2 and duration > 5
+
+
+@pytestmark_browser
+def test_an_extension_made_after_the_join_keeps_the_page_recording(student_browser, short_segments):
+    driver, api = student_browser, Api(HttpTransport(short_segments), ADMIN_TOKEN)
+    exam = api.create_exam(title=unique("Extended exam "), start_in_s=-60, length_s=75)  # ends in 15 s
+    join_and_share(driver, short_segments, api, exam["id"], unique("s"))
+    later = datetime.fromisoformat(exam["ends_at"]) + timedelta(minutes=10)
+    assert api.patch(f"/api/exams/{exam['id']}", json={"ends_at": later.isoformat()}).status_code == 200
+    [row] = api.roster_sessions(exam["id"])
+    told = datetime.fromisoformat(api.session(row["id"])["exam_ends_at"])
+    assert abs((told - later).total_seconds()) < 1
+    # The end the page was told at its join passes; it asks the server and goes on to the new one.
+    wait_until(lambda: by_id(driver, "time-left").text.startswith(("0:09:", "0:10:")), timeout=60,
+               what="the page to learn the extension")
+    assert by_id(driver, "exam").get_attribute("data-state") == "recording"
+    end_exam(driver)
 
 
 @pytestmark_browser

@@ -50,6 +50,9 @@
   let failures = 0;
   let ending = false;
   let clockSkewMs = 0; // the server's clock minus this one
+  const END_CHECK_MS = 60000; // how often the exam's end is asked again (a teacher may extend it)
+  let endCheckedAt = 0; // performance.now() of the last time it was asked
+  let checkingEnd = false;
   const counts = { recorded: 0, sent: 0, waiting: 0 };
   let recordedMs = 0;
 
@@ -84,9 +87,35 @@
     const s = Math.floor(left / 1000);
     const hms = [Math.floor(s / 3600), Math.floor(s / 60) % 60, s % 60];
     $("time-left").textContent = hms.map((n, i) => (i ? String(n).padStart(2, "0") : n)).join(":");
-    if (left === 0 && !ending && root.dataset.state !== "done") {
+    if (left === 0 && !ending && root.dataset.state !== "done") endIfOver();
+  }
+
+  // The end this tab knows may be older than an extension: the server's end decides.
+  async function endIfOver() {
+    if (checkingEnd) return;
+    checkingEnd = true;
+    await refreshEnd();
+    checkingEnd = false;
+    const over = joined && Date.parse(joined.ends_at) <= Date.now() + clockSkewMs;
+    if (over && !ending && root.dataset.state !== "done") {
       problem(text.over);
       endExam();
+    }
+  }
+
+  // The exam's end as the server has it now; unreachable, the one this tab knows stays.
+  async function refreshEnd() {
+    endCheckedAt = performance.now();
+    try {
+      const response = await call("GET", sessionPath());
+      if (!response.ok || !joined) return;
+      const view = await response.json();
+      if (view.exam_ends_at) {
+        joined.ends_at = view.exam_ends_at;
+        sessionStorage.setItem(KEY, JSON.stringify(joined));
+      }
+    } catch (err) {
+      // offline: nothing to learn now
     }
   }
 
@@ -247,7 +276,8 @@
       done();
       return;
     }
-    await begin(Object.assign({}, saved, { next_seq: view ? view.next_seq : saved.next_seq }));
+    const now = view ? { next_seq: view.next_seq, ends_at: view.exam_ends_at } : { next_seq: saved.next_seq };
+    await begin(Object.assign({}, saved, now));
   }
 
   function takenOver() {
@@ -271,6 +301,7 @@
       const answer = await response.json();
       clockSkewMs = Date.parse(answer.server_time) - Date.now();
       connection(text.connected);
+      if (performance.now() - endCheckedAt > END_CHECK_MS) refreshEnd();
       if (!answer.tracked && !ending) endExam(); // the session was finished (the exam is over)
     } catch (err) {
       connection(text.unreachable);
