@@ -10,8 +10,8 @@ import time
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.utils.log import get_task_logger
 
-from proctor import housekeeping, merge, metrics, states, status
-from proctor.worker import MERGE_TASK, RECONCILE_TASK, RETENTION_TASK, STATUS_CHECK_TASK, celery_app
+from proctor import housekeeping, merge, metrics, segment_probes, states, status
+from proctor.worker import MERGE_TASK, PROBE_TASK, RECONCILE_TASK, RETENTION_TASK, STATUS_CHECK_TASK, celery_app
 
 log = get_task_logger(__name__)
 
@@ -53,6 +53,12 @@ def merge_videos_task(self, session_id: int) -> dict:
         metrics.MERGE_SECONDS.observe(time.monotonic() - started)
     log.info("merge of session %s: %s", session_id, outcome.as_dict())
     return outcome.as_dict()
+
+
+@celery_app.task(name=PROBE_TASK, ignore_result=True)
+def probe_segment_task(session_id: int, run: int, seq: int) -> bool:
+    """After each upload: describe the segment for the merge to come."""
+    return segment_probes.describe(int(session_id), int(run), int(seq))
 
 
 @celery_app.task(name=RECONCILE_TASK, ignore_result=True)

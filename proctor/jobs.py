@@ -13,11 +13,13 @@ import logging
 import uuid
 
 from . import locks, redis_client
-from .worker import MERGE_QUEUE, MERGE_TASK, celery_app
+from .worker import MERGE_QUEUE, MERGE_TASK, PROBE_TASK, celery_app
 
 log = logging.getLogger(__name__)
 
 MARKER_TTL_S = 7 * 24 * 3600
+# A description not made within this long is of no use any more: the merge probes for itself.
+PROBE_EXPIRES_S = 3600
 
 
 def queued_marker(session_id: int) -> str:
@@ -35,6 +37,16 @@ def enqueue_merge(session_id: int, countdown: float | None = None) -> str | None
         log.exception("could not queue the merge of session %s; reconcile will retry", session_id)
         return None
     return task_id
+
+
+def enqueue_probe(session_id: int, run: int, seq: int) -> None:
+    """Have a merge worker describe a stored segment now (``segment_probes.describe``), so the
+    merge at the exam's end does not. Best effort: without it the merge probes the segment."""
+    try:
+        celery_app.send_task(PROBE_TASK, args=[session_id, run, seq], queue=MERGE_QUEUE,
+                             expires=PROBE_EXPIRES_S)
+    except Exception:  # noqa: BLE001 - any broker failure; the upload is stored all the same
+        log.warning("could not queue the probe of segment %s of session %s", seq, session_id)
 
 
 def mark_queued(session_id: int, task_id: str) -> None:

@@ -28,7 +28,7 @@ from typing import Callable
 
 from sqlalchemy import select, update
 
-from . import jobs, locks, media, segments, states, storage
+from . import jobs, locks, media, segment_probes, segments, states, storage
 from .clock import utcnow
 from .config import settings
 from .db import engine
@@ -152,10 +152,12 @@ def _inputs(session_id: int) -> list[_Input]:
     inputs = []
     if consumed is not None and earlier:
         inputs.append(_Input(None, None, media.Segment(seq=-1, path=settings().data_dir / earlier)))
+    described = segment_probes.known([r.sha256 for r in rows])  # probed as they arrived
     for r in rows:
         path = storage.segment_path(session_id, r.run, r.seq, r.media_type)
         inputs.append(_Input(r.run, r.seq, media.Segment(seq=_order_key(r.run, r.seq), path=path,
-                                                       captured_at=r.captured_at)))
+                                                       captured_at=r.captured_at,
+                                                       probe=described.get(r.sha256))))
     return inputs
 
 

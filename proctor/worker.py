@@ -26,6 +26,7 @@ STATUS_CHECK_TASK = "celery_tasks.status_check_task"
 MERGE_TASK = "celery_tasks.merge_videos_task"
 RECONCILE_TASK = "celery_tasks.reconcile_task"
 RETENTION_TASK = "celery_tasks.retention_task"
+PROBE_TASK = "celery_tasks.probe_segment_task"
 
 task_time_limit = 1800  # hard limit: the merge process is killed after 30 min
 task_soft_time_limit = 1500  # soft limit: the merge gets SoftTimeLimitExceeded first and cleans up
@@ -48,6 +49,8 @@ celery_app.conf.update(
         RECONCILE_TASK: {"queue": STATUS_QUEUE},
         RETENTION_TASK: {"queue": STATUS_QUEUE},
         MERGE_TASK: {"queue": MERGE_QUEUE},
+        # Describing an upload is the merge's work done early, by the workers that have FFmpeg.
+        PROBE_TASK: {"queue": MERGE_QUEUE},
     },
     task_time_limit=task_time_limit,
     task_soft_time_limit=task_soft_time_limit,

@@ -297,6 +297,30 @@ def test_corrupt_segment_is_skipped_and_reported(clip, tmp_path, out_dir):
     check_report(report, 3.5, out_dir)
 
 
+def test_segments_described_by_the_caller_are_not_probed_again(clip, out_dir):
+    a, b = clip(1.0), clip(1.5)
+    described = [Segment(seq=i, path=p, probe=probe(p)) for i, p in enumerate([a, b, a])]
+    report = merge_segments(described, out_dir / "out.mp4")
+    assert report.plan == "stored" and report.probes_run == 0
+    assert report.method == "concat-copy" and report.segments_used == [0, 1, 2]
+    assert abs(report.duration - 3.5) <= 0.2
+    # Without descriptions every segment is probed, with the same result.
+    again = merge_segments(segs([a, b, a]), out_dir / "again.mp4")
+    assert again.plan == "probed" and again.probes_run == 3 and again.method == "concat-copy"
+
+
+def test_a_description_that_no_longer_fits_its_file_is_probed_afresh(clip, tmp_path, out_dir):
+    good = clip(1.0)
+    # The segment's bytes were readable when described; now the file holds garbage.
+    changed = make_garbage(tmp_path / "changed.mp4")
+    described = [Segment(seq=i, path=p, probe=probe(good)) for i, p in enumerate([good, changed, good])]
+    report = merge_segments(described, out_dir / "out.mp4")
+    assert report.plan == "probed again" and report.probes_run == 3
+    assert [s["seq"] for s in report.skipped] == [1] and report.segments_used == [0, 2]
+    assert abs(report.duration - 2.0) <= 0.2
+    assert_clean(out_dir, {"out.mp4"})
+
+
 def test_missing_and_empty_files_are_skipped(clip, tmp_path, out_dir):
     empty = tmp_path / "empty.mp4"
     empty.touch()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from proctor import segment_probes
 from tests.helpers import DATA, error_code, sha256, start_worker, wait_until, wait_worker_ready
 from tests.media_helpers import ffprobe_streams, make_clip, make_garbage, make_mediarecorder_chunks
 
@@ -102,6 +103,49 @@ def test_resolution_change_and_corrupt_segment(api, merge_worker, tmp_path):
     assert len(streams) == 1
     assert abs(duration(out) - 2.0) <= 0.3
     # The unreadable segment is kept for inspection; the merged ones are gone.
+    assert [p.name for p in segment_files(s["session_id"])] == ["000001.mp4"]
+
+
+def upload_described(api, s, paths: list[Path], described: int) -> None:
+    """Upload the files as seqs 0.., then wait until the merge worker has described ``described``
+    of them (as it does each upload while the exam runs)."""
+    digests = []
+    for seq, path in enumerate(paths):
+        data = path.read_bytes()
+        digests.append(sha256(data))
+        assert api.upload(s, seq, data, "video/mp4").status_code == 201
+    wait_until(lambda: len(segment_probes.known(digests)) == described, what="segments described")
+
+
+def test_a_clean_merge_plans_from_what_was_learnt_at_upload(api, merge_worker, tmp_path):
+    exam = api.create_exam()
+    s = api.join(exam["id"], "described-student")
+    clips = [make_clip(tmp_path / f"d{i}.mp4", seconds=1.0 + i / 2) for i in range(3)]
+    upload_described(api, s, clips, described=3)
+    api.finish(s, last_seq=2)
+    view = api.wait_for_state(s)
+    assert view["state"] == "merged", view
+    report = view["recording"]["report"]
+    assert report["plan"] == "stored" and report["probes_run"] == 0, report
+    assert report["method"] == "concat-copy" and report["segments_used"] == [0, 1, 2]
+    assert abs(duration(download(api, s)) - 4.5) <= 0.2  # the verification still ran
+    assert segment_files(s["session_id"]) == []
+
+
+def test_a_corrupt_segment_between_good_ones_is_skipped_and_the_rest_copied(api, merge_worker, tmp_path):
+    exam = api.create_exam()
+    s = api.join(exam["id"], "corrupt-middle")
+    parts = [make_clip(tmp_path / "a.mp4", seconds=1.0), make_garbage(tmp_path / "b.mp4"),
+             make_clip(tmp_path / "c.mp4", seconds=1.5)]
+    upload_described(api, s, parts, described=2)  # nothing to keep of the garbage
+    api.finish(s, last_seq=2)
+    view = api.wait_for_state(s)
+    assert view["state"] == "partial", view
+    report = view["recording"]["report"]
+    assert [x["seq"] for x in report["skipped"]] == [1] and report["skipped"][0]["reason"].startswith("ffprobe")
+    assert report["segments_used"] == [0, 2] and report["method"] == "concat-copy"
+    assert report["plan"] == "probed" and report["probes_run"] == 1  # only the one never described
+    assert abs(duration(download(api, s)) - 2.5) <= 0.2
     assert [p.name for p in segment_files(s["session_id"])] == ["000001.mp4"]
 
 

@@ -6,6 +6,13 @@ How a merge goes (``merge_segments``):
    in ``order_warnings`` but do not change it (the client's clock is less trustworthy than its
    counter).
 2. Every segment is probed with ffprobe; the container is never guessed from the file name.
+   A caller that kept ffprobe's description of a segment from when it arrived passes it as
+   ``Segment.probe`` and that segment is not probed again: the server probes each upload in the
+   merge worker while the exam runs, so that at the exam's end a merge is FFmpeg plus
+   verification rather than one ffprobe start-up per segment first (``MergeReport.plan`` says
+   which happened, ``probes_run`` how many ffprobes the plan ran). The descriptions are trusted
+   only as far as the result verifies: if a merge planned from them fails, it is planned again
+   from fresh probes (``plan == "probed again"``), so a file changed since is skipped as usual.
    Segments are grouped into *parts*:
 
    * a readable file (with a video stream) starts a new part;
@@ -41,7 +48,7 @@ promises more media than it holds fails verification, and with it the merge (Med
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -73,12 +80,22 @@ def merge_segments(segments: list[Segment], output: Path, *, ffmpeg: str = "ffmp
     storage.make_dirs(output.parent)
     temp = _TempFiles(output)
     progress_report = _Progress(progress)
+    plan = _plan_kind(ordered)
     try:
-        parts, skipped = _plan(ordered, ffprobe, deadline, temp)
-        if not parts:
-            raise MediaError(f"no readable segment among {len(ordered)}: "
-                             + "; ".join(f"seq {s['seq']}: {s['reason']}" for s in skipped[:5]))
-        result = _produce(parts, temp, ffmpeg, ffprobe, progress_report, deadline)
+        try:
+            parts, skipped, result = _plan_and_produce(ordered, temp, ffmpeg, ffprobe,
+                                                       progress_report, deadline)
+        except MediaTimeout:
+            raise
+        except MediaError:
+            if all(seg.probe is None for seg in ordered):
+                raise
+            # The descriptions given may not fit the files any more (bytes changed on disk):
+            # plan again from what ffprobe says now, which skips what it cannot read.
+            plan = "probed again"
+            ordered = [replace(seg, probe=None) for seg in ordered]
+            parts, skipped, result = _plan_and_produce(ordered, temp, ffmpeg, ffprobe,
+                                                       progress_report, deadline)
         final = output.with_suffix("." + result.container)
         published = storage.stage_file(result.path)
         storage.replace(published, final)
@@ -92,7 +109,21 @@ def merge_segments(segments: list[Segment], output: Path, *, ffmpeg: str = "ffmp
         skipped=skipped, order_warnings=warnings,
         expected_duration=round(sum(p.duration for p in parts), 3),
         fallback_reason=result.fallback,
+        plan=plan, probes_run=sum(seg.probe is None for seg in ordered),
     )
+
+
+def _plan_kind(ordered: list[Segment]) -> str:
+    return "stored" if all(seg.probe is not None for seg in ordered) else "probed"
+
+
+def _plan_and_produce(ordered: list[Segment], temp: _TempFiles, ffmpeg: str, ffprobe: str,
+                      report: _Progress, deadline: _Deadline) -> tuple[list[_Part], list[dict], _Result]:
+    parts, skipped = _plan(ordered, ffprobe, deadline, temp)
+    if not parts:
+        raise MediaError(f"no readable segment among {len(ordered)}: "
+                         + "; ".join(f"seq {s['seq']}: {s['reason']}" for s in skipped[:5]))
+    return parts, skipped, _produce(parts, temp, ffmpeg, ffprobe, report, deadline)
 
 
 @dataclass

@@ -19,6 +19,9 @@ class Segment:
     seq: int
     path: Path
     captured_at: datetime | None = None
+    # What ffprobe said of these bytes when they arrived, if the caller kept it: the plan then
+    # probes this segment no more (see ``engine``).
+    probe: ProbeInfo | None = None
 
 
 @dataclass
@@ -59,6 +62,11 @@ class MergeReport:
     order_warnings: list[str]
     expected_duration: float | None = None
     fallback_reason: str | None = None
+    # How the plan learnt the segments' streams: "stored" (every description given by the
+    # caller), "probed" (ffprobe on each segment the caller did not describe), or "probed again"
+    # (a merge from the given descriptions failed and was planned afresh).
+    plan: str = "probed"
+    probes_run: int = 0
 
     def as_dict(self) -> dict:
         data = asdict(self)

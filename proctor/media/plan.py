@@ -96,10 +96,29 @@ def _group(ordered: list[Segment], ffprobe: str,
 
 def _probe_all(ordered: list[Segment], ffprobe: str,
                deadline: _Deadline) -> list[tuple[ProbeInfo | None, str]]:
-    """``_probe_segment`` of every segment, several ffprobes at once: most of a probe's time is
-    ffprobe starting up, and one after another they held FFmpeg back for seconds on a long exam."""
-    with ThreadPoolExecutor(max_workers=PROBES_AT_ONCE) as pool:
-        return list(pool.map(lambda seg: _probe_segment(seg, ffprobe, deadline), ordered))
+    """What each segment holds: the description the caller kept from its arrival, else
+    ``_probe_segment``, several ffprobes at once (most of a probe's time is ffprobe starting up;
+    one after another they held FFmpeg back for seconds on a long exam)."""
+    unknown = [seg for seg in ordered if seg.probe is None]
+    probed: dict[int, tuple[ProbeInfo | None, str]] = {}
+    if unknown:
+        with ThreadPoolExecutor(max_workers=min(PROBES_AT_ONCE, len(unknown))) as pool:
+            found = pool.map(lambda seg: _probe_segment(seg, ffprobe, deadline), unknown)
+            probed = dict(zip((seg.seq for seg in unknown), found))
+    return [probed[seg.seq] if seg.probe is None else _known_segment(seg) for seg in ordered]
+
+
+def _known_segment(seg: Segment) -> tuple[ProbeInfo | None, str]:
+    unusable = _unusable_file(seg.path)
+    if unusable:
+        return None, unusable
+    return _with_video(seg.probe)
+
+
+def _with_video(info: ProbeInfo) -> tuple[ProbeInfo | None, str]:
+    if info.video_codec is None:
+        return None, "no video stream"
+    return info, ""
 
 
 def _unusable_file(path: Path) -> str | None:
@@ -125,9 +144,7 @@ def _probe_segment(seg: Segment, ffprobe: str,
         return None, "ffprobe: timed out"
     except MediaError as err:
         return None, f"ffprobe: {err}"
-    if info.video_codec is None:
-        return None, "no video stream"
-    return info, ""
+    return _with_video(info)
 
 
 def _could_continue(path: Path) -> bool:
