@@ -91,10 +91,17 @@ def _indented(text: str) -> str:
 
 class EscapedAtoms(glogging.SafeAtoms):
     """Gunicorn's access-log atoms with every string escaped (Gunicorn's own escapes only ``"``,
-    leaving line breaks, NULs and a trailing backslash that swallows the closing quote)."""
+    leaving line breaks, NULs and a trailing backslash that swallows the closing quote).
+
+    Escaped when read: Gunicorn offers every request header, response header and environ value
+    as an atom, the format uses a handful, and escaping them all was a tenth of a heartbeat's time."""
 
     def __init__(self, atoms: dict):  # not SafeAtoms.__init__: it would escape quotes twice
-        dict.__init__(self, {key: access_value(v) if isinstance(v, str) else v for key, v in atoms.items()})
+        dict.__init__(self, atoms)
+
+    def __getitem__(self, key: str):
+        value = super().__getitem__(key)
+        return access_value(value) if isinstance(value, str) else value
 
 
 class EscapingLogger(glogging.Logger):
