@@ -76,10 +76,12 @@ PACKAGE_PURPOSE[systemd]="the operations tests check the units with systemd-anal
 PACKAGE_PURPOSE[shellcheck]="the operations tests lint scripts/*.sh with it (skipped without it)"
 PACKAGE_PURPOSE[curl]="the start scripts check readiness with it (the operations tests run them)"
 PACKAGE_PURPOSE[strace]="the power-cut tests check the order of fsync and rename with it (skipped without it)"
+PACKAGE_PURPOSE[firefox-esr]="the exam page's Firefox test drives it headless over WebDriver BiDi (skipped without it)"
+PACKAGE_PURPOSE[xvfb]="the screen headless Firefox shares in the exam page's Firefox test (skipped without it)"
 ensure_packages ffmpeg redis-server || die "missing system packages (see above)"
 want_packages systemd shellcheck curl strace
 ensure_venv || die "could not set up .venv from requirements.txt (see above)"
-want_packages chromium chromium-driver fonts-wqy-microhei
+want_packages chromium chromium-driver fonts-wqy-microhei firefox-esr xvfb
 
 answers() { .venv/bin/python -c "$1" "$2" >/dev/null 2>&1; }
 redis_answers() { answers "import redis,sys; redis.Redis.from_url(sys.argv[1]).ping()" "$1"; }
