@@ -5,6 +5,7 @@ outlived its ttl can never release the lock a newer run now holds.
 """
 from __future__ import annotations
 
+import re
 import secrets
 import threading
 from contextlib import contextmanager
@@ -96,3 +97,12 @@ def held(name: str, ttl_s: int, renewed: bool = False) -> Iterator[bool]:
 
 def is_held(name: str) -> bool:
     return bool(redis_client.client().exists(redis_client.key("lock", name)))
+
+
+def longest_hold(prefix: str) -> float:
+    """Seconds until the last held lock whose name starts with ``prefix`` lapses if its holder
+    stops renewing it now (0.0 when none is held)."""
+    client = redis_client.client()
+    pattern = re.sub(r"([*?\[\]\\])", r"\\\1", redis_client.key("lock", prefix)) + "*"
+    left = [client.pttl(key) for key in client.scan_iter(match=pattern, count=1000)]
+    return max((ms for ms in left if ms > 0), default=0) / 1000

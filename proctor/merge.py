@@ -34,6 +34,7 @@ from .config import settings
 from .db import engine
 from .schema import recordings, sessions
 from .schema import segments as segments_t
+from .worker import MERGE_LEASE_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ class Outcome:
 
 
 def lease_name(session_id: int) -> str:
-    return f"merge:{session_id}"
+    return f"{MERGE_LEASE_PREFIX}{session_id}"
 
 
 def merge_session(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 
+import redis
 from celery import Celery
 from celery.signals import worker_ready
 from kombu import Exchange, Queue
@@ -27,6 +28,8 @@ MERGE_TASK = "celery_tasks.merge_videos_task"
 RECONCILE_TASK = "celery_tasks.reconcile_task"
 RETENTION_TASK = "celery_tasks.retention_task"
 PROBE_TASK = "celery_tasks.probe_segment_task"
+# The merge's per-session lease is the lock "merge:<session id>" (merge.lease_name).
+MERGE_LEASE_PREFIX = "merge:"
 
 task_time_limit = 1800  # hard limit: the merge process is killed after 30 min
 task_soft_time_limit = 1500  # soft limit: the merge gets SoftTimeLimitExceeded first and cleans up
@@ -107,14 +110,23 @@ celery_app.conf.update(
 def recover_merges_of_dead_workers(sender, **_kw) -> None:
     """A merge worker that starts (systemd restarted it after a crash, the host rebooted) has the
     merges whose worker died re-queued: their messages stay with the broker until the visibility
-    timeout. Once now, for leases that already lapsed, and once after a lease's ttl, for a worker
-    that died just before this one started."""
+    timeout. Once now, for leases that already lapsed, and once more when the last lease held now
+    lapses, for a worker that died just before this one started."""
     if MERGE_QUEUE not in sender.app.amqp.queues.consume_from:
         return
     celery_app.send_task(RECONCILE_TASK, queue=MERGE_QUEUE)
+    # A dead holder stopped renewing its lease when it died, up to a third of the ttl after its
+    # last renewal: waiting for what the lease has left, not a whole ttl from now, re-queues its
+    # merge as soon as that is safe. (A live holder's lease is renewed; reconcile leaves it be.)
+    try:
+        left = locks.longest_hold(MERGE_LEASE_PREFIX)
+    except redis.RedisError:
+        left = locks.LEASE_TTL_S  # cannot tell: as long as any lease may last
+    if left <= 0:
+        return
     # A timer here rather than a countdown task: a worker holding a countdown task does not
     # survive a Redis restart (celery 5.7.0; see tests/test_faults.py).
-    later = threading.Timer(locks.LEASE_TTL_S + 1, celery_app.send_task, args=(RECONCILE_TASK,),
+    later = threading.Timer(left + 1, celery_app.send_task, args=(RECONCILE_TASK,),
                             kwargs={"queue": MERGE_QUEUE})
     later.daemon = True
     later.start()

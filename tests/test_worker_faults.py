@@ -181,6 +181,26 @@ def test_whole_merge_worker_sigkilled_and_restarted_by_its_unit_merges_once(api,
     assert not list(seg_dir.iterdir())
 
 
+def test_a_starting_worker_looks_again_when_the_leases_held_now_lapse():
+    """What the restarted worker waits for before its second reconcile: the longest time a merge
+    lease held now has left (a dead holder's lapses up to a ttl after its last renewal), not a
+    whole ttl from its start; locks of other names do not count, glob characters match themselves."""
+    from proctor import locks
+    from proctor.worker import MERGE_LEASE_PREFIX
+
+    assert locks.longest_hold(MERGE_LEASE_PREFIX) == 0
+    held = [locks.Lock(f"{MERGE_LEASE_PREFIX}{n}", ttl) for n, ttl in ((1, 5), (2, 20))]
+    others = [locks.Lock("status_check", 300), locks.Lock("merge*", 300)]
+    try:
+        assert all(lock.acquire() for lock in held + others)
+        assert 15 < locks.longest_hold(MERGE_LEASE_PREFIX) <= 20
+        assert 290 < locks.longest_hold("merge*") <= 300  # the "*" is no wildcard
+    finally:
+        for lock in held + others:
+            lock.release()
+    assert locks.longest_hold(MERGE_LEASE_PREFIX) == 0
+
+
 # --- two status checks at once --------------------------------------------------------------------
 
 
