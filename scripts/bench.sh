@@ -59,20 +59,8 @@ PACKAGE_PURPOSE[redis-server]="the benchmark runs a private Redis"
 ensure_packages wrk ffmpeg redis-server || die "missing system packages (see above)"
 ensure_venv || die "could not set up .venv from requirements.txt (see above)"
 
-tmp="$(mktemp -d "${TMPDIR:-/tmp}/proctor-bench-XXXXXX")" || die "cannot create a temporary directory"
-cleanup() {
-  local rc=$?
-  if [[ "$rc" -ne 0 || "${PROCTOR_KEEP_BENCH_TMP:-}" == 1 ]]; then
-    echo "bench.sh: logs and data kept in $tmp" >&2
-  else
-    rm -rf --one-file-system "$tmp" 2>/dev/null || echo "bench.sh: warning: could not remove $tmp" >&2
-  fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+make_work_dir bench PROCTOR_KEEP_BENCH_TMP
 
 # The open-files limit bounds wrk's and Gunicorn's connections.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-TMPDIR="$tmp" .venv/bin/python bench/suite.py "${args[@]}" || die "a benchmark failed (its output is above)"
+TMPDIR="$work_dir" .venv/bin/python bench/suite.py "${args[@]}" || die "a benchmark failed (its output is above)"

@@ -1,8 +1,9 @@
 # shellcheck shell=bash
-# scripts/bootstrap.sh - shared set-up for scripts/start.sh and scripts/test.sh: system packages
+# scripts/bootstrap.sh - shared set-up for scripts/start.sh, test.sh, bench.sh and soak.sh: system packages
 # and the virtualenv. Sourced, not run, from the repository root.
 #
-# usage: source scripts/bootstrap.sh    (then: ensure_packages PKG..., want_packages PKG..., ensure_venv)
+# usage: source scripts/bootstrap.sh    (then: ensure_packages PKG..., want_packages PKG..., ensure_venv,
+#        make_work_dir NAME KEEP_VARIABLE)
 #
 # Every apt-get install is announced first, one line per package saying what it is for; apt-get's
 # own output goes to a log that is shown only when it fails. Building .venv prints a line per
@@ -114,4 +115,29 @@ ensure_venv() {
     return 1
   fi
   echo "$want" >.venv/requirements.sha256
+}
+
+# make_work_dir NAME KEEP_VARIABLE: a temporary directory of this run, in $work_dir (below TMPDIR),
+# removed when the script ends; kept, and its path said, when the script failed or the variable
+# named KEEP_VARIABLE is 1 (its logs are what tells why).
+make_work_dir() {
+  _work_name="$1"
+  _work_keep="$2"
+  work_dir="$(mktemp -d "${TMPDIR:-/tmp}/proctor-$_work_name-XXXXXX")" || {
+    echo "$_work_name: error: cannot create a temporary directory in ${TMPDIR:-/tmp}" >&2
+    exit 1
+  }
+  trap _remove_work_dir EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+}
+
+_remove_work_dir() {
+  local rc=$?
+  if [[ "$rc" -ne 0 || "${!_work_keep:-}" == 1 ]]; then
+    echo "$_work_name: logs and data kept in $work_dir" >&2
+  else
+    rm -rf --one-file-system "$work_dir" 2>/dev/null || echo "$_work_name: warning: could not remove $work_dir" >&2
+  fi
+  exit "$rc"
 }

@@ -54,20 +54,8 @@ PACKAGE_PURPOSE[redis-server]="the soak runs a private Redis for its stack"
 ensure_packages ffmpeg redis-server || die "missing system packages (see above)"
 ensure_venv || die "could not set up .venv from requirements.txt (see above)"
 
-tmp="$(mktemp -d "${TMPDIR:-/tmp}/proctor-soak-XXXXXX")" || die "cannot create a temporary directory"
-cleanup() {
-  local rc=$?
-  if [[ "$rc" -ne 0 || "${PROCTOR_KEEP_SOAK_TMP:-}" == 1 ]]; then
-    echo "soak.sh: logs and data kept in $tmp" >&2
-  else
-    rm -rf --one-file-system "$tmp" 2>/dev/null || echo "soak.sh: warning: could not remove $tmp" >&2
-  fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+make_work_dir soak PROCTOR_KEEP_SOAK_TMP
 
 echo "soak: $students students, $minutes min exam (started $(date -u +%FT%TZ))"
-TMPDIR="$tmp" .venv/bin/python -m tests.soak --students "$students" --minutes "$minutes" --sigkill "$@" ||
+TMPDIR="$work_dir" .venv/bin/python -m tests.soak --students "$students" --minutes "$minutes" --sigkill "$@" ||
   die "the soak found problems (listed above)"
