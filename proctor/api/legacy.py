@@ -24,7 +24,7 @@ from ..config import settings
 from ..errors import BadRequest, ProctorError, TooLarge, UnsupportedMediaType
 from . import drivers
 from .errors import OUTAGES, outage, with_retry_after
-from .limits import admission_per_address, limiter
+from .limits import admission_per_address, limit_every_call, limiter
 from .uploads import body_length
 from .validation import Body, StudentId, describe
 
@@ -57,7 +57,7 @@ def _named_student() -> str | None:
 
 
 # Every call: a ceiling per address, high enough for a hall behind one NAT address.
-limiter.limit(lambda: settings().legacy_rate_limit)(bp)
+limit_every_call(bp, lambda: settings().legacy_rate_limit)
 # Logins and student look-ups (what an enumeration uses): per seat, and in the one admission budget
 # of the address.
 _login_per_seat = limiter.shared_limit(lambda: settings().legacy_login_rate_limit, scope="legacy-login-seat",

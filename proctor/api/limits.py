@@ -10,13 +10,16 @@ from __future__ import annotations
 import math
 import time
 
-from flask import Flask, request
+from flask import Blueprint, Flask, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 
 from ..config import settings
 
+# No default or application-wide limits: a limit is a view's own (checked by its decorator) or on
+# every call of a blueprint (``limit_every_call``, checked before the view).
 limiter = Limiter(key_func=get_remote_address)  # storage and options come from install()
+_limited_blueprints: set[str] = set()
 
 
 def install(app: Flask) -> None:
@@ -29,12 +32,29 @@ def install(app: Flask) -> None:
     # A Redis hiccup must not turn every seat away: the limit then simply does not apply.
     app.config.setdefault("RATELIMIT_SWALLOW_ERRORS", True)
     limiter.init_app(app)
+    # Flask-Limiter checks before every request, whatever its route, which was a tenth of a token
+    # heartbeat's time; only calls of a blueprint limited as a whole have anything to check there.
+    hooks = app.before_request_funcs[None]
+    hooks[hooks.index(limiter._check_request_limit)] = _check_blueprint_limits
     app.after_request(_retry_after_on_429)
 
 
+def limit_every_call(bp: Blueprint, limit) -> None:
+    """Every call of ``bp`` counts against ``limit`` (a string or a callable giving one)."""
+    limiter.limit(limit)(bp)
+    _limited_blueprints.add(bp.name)
+
+
+def _check_blueprint_limits() -> None:
+    if request.blueprint in _limited_blueprints:
+        limiter._check_request_limit()
+
+
 def _retry_after_on_429(response):
+    if response.status_code != 429:
+        return response
     breached = [limit for limit in limiter.current_limits if limit.breached]
-    if response.status_code == 429 and breached:
+    if breached:
         wait = max(limit.reset_at for limit in breached) - time.time()
         response.headers["Retry-After"] = str(max(1, math.ceil(wait)))
     return response
