@@ -623,6 +623,8 @@ class Figures:
 
 
 class Soak:
+    clip_s = CLIP_S  # how long each clip sent lasts (its recording is checked against it)
+
     def __init__(self, options: Options, stack: Stack, clip_paths: list[Path]):
         self.options, self.stack, self.base = options, stack, stack.base
         self.clip_paths = clip_paths
@@ -639,13 +641,27 @@ class Soak:
     def wait_until_elapsed(self, t: float) -> None:
         time.sleep(max(0.0, t - self.elapsed()))
 
+    def roster(self) -> list[Student]:
+        """Every other student is a desktop seat; each door's first students do everything once."""
+        o, rng = self.options, random.Random(self.options.seed)
+        return [(DeskSeat if i % 2 else TokenStudent)(self, i, plan_for(i // 2, o, rng)) for i in range(o.students)]
+
+    def during_exam(self, figures: Figures) -> None:
+        """What happens to the stack while the students work: the merge worker restarted (SIGTERM,
+        and SIGKILL when asked); returns at the exam's end."""
+        o = self.options
+        self.wait_until_elapsed(0.45 * o.length_s)
+        self.stack.restart_merge_worker(signal.SIGTERM)
+        if o.sigkill:
+            self.wait_until_elapsed(0.65 * o.length_s)
+            figures.events["merge running at SIGKILL"] = self.wait_for_a_running_merge(0.1 * o.length_s)
+            self.stack.restart_merge_worker(signal.SIGKILL)
+        self.wait_until_elapsed(o.length_s)
+
     def run(self) -> Figures:
         o = self.options
-        rng = random.Random(o.seed)
         figures = Figures(options=asdict(o))
-        # Every other student is a desktop seat; each door's first students do everything once.
-        students = [(DeskSeat if i % 2 else TokenStudent)(self, i, plan_for(i // 2, o, rng))
-                    for i in range(o.students)]
+        students = self.roster()
         exam = self.teacher.create_exam(title=f"soak {self.tag}", start_in_s=-60, length_s=60 + o.length_s + 3600,
                                         roster=[{"student_id": s.student_id, "name": s.name} for s in students])
         self.exam_id = exam["id"]
@@ -659,13 +675,7 @@ class Soak:
             t.start()
             time.sleep(min(0.05, o.length_s / 20 / max(1, o.students)))  # a staggered start
         try:
-            self.wait_until_elapsed(0.45 * o.length_s)
-            self.stack.restart_merge_worker(signal.SIGTERM)
-            if o.sigkill:
-                self.wait_until_elapsed(0.65 * o.length_s)
-                figures.events["merge running at SIGKILL"] = self.wait_for_a_running_merge(0.1 * o.length_s)
-                self.stack.restart_merge_worker(signal.SIGKILL)
-            self.wait_until_elapsed(o.length_s)
+            self.during_exam(figures)
             figures.idle = idle.figures()
             r = self.teacher.post(f"/api/exams/{self.exam_id}/end", "teacher")
             assert r.status_code == 200, r.text
@@ -719,7 +729,7 @@ class Soak:
                 continue
             view = self.teacher.session(s.session_id)
             stored += view["segments"]
-            used, problem = check_recording(view, s.acked)
+            used, problem = check_recording(view, s.acked, self.clip_s)
             merged += used
             if problem:
                 f.problems.append(f"{s.door} {s.student_id} (session {s.session_id}): {problem}")
@@ -755,7 +765,7 @@ def mib(kib: int | None) -> float | None:
     return None if kib is None else round(kib / 1024, 1)
 
 
-def check_recording(view: dict, acked: set[tuple[int, int]]) -> tuple[int, str | None]:
+def check_recording(view: dict, acked: set[tuple[int, int]], clip_s: float = CLIP_S) -> tuple[int, str | None]:
     """(segments in the recording, what is wrong with it or None): merged, no gap, exactly the
     acknowledged segments run by run, lasting as long as they do together."""
     rec = view["recording"] or {}
@@ -768,9 +778,9 @@ def check_recording(view: dict, acked: set[tuple[int, int]]) -> tuple[int, str |
         return len(used), f"gaps {rec['gaps']}"
     if "earlier recording" not in used and runs_of(map(report_label, used)) != runs_of(acked):
         return len(used), f"recording has {sorted(map(str, used))[:20]}, the client sent {sorted(acked)[:20]}"
-    expected = len(acked) * CLIP_S
+    expected = len(acked) * clip_s
     if abs(rec["duration"] - expected) > max(1.0, 0.02 * expected):
-        return len(used), f"recording lasts {rec['duration']} s for {len(acked)} clips of {CLIP_S} s"
+        return len(used), f"recording lasts {rec['duration']} s for {len(acked)} clips of {clip_s} s"
     return len(acked) if "earlier recording" in used else len(used), None
 
 
