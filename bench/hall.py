@@ -98,15 +98,18 @@ def make_segments(folder: Path, seconds: float) -> list[Path]:
 
 
 def summary(f: Figures, seats: int, seconds: float, segment_bytes: int) -> dict:
-    """The figures a person reads: rates over the exam, latencies, failures, the recordings."""
+    """The figures a person reads: rates while the clients ran (the exam, and after its end until
+    the last one had noticed it, sent what it held and finished), latencies, failures, the
+    recordings."""
     tally_failed = sum(n for k, n in f.events.items() if k.startswith("connection errors"))
+    ran = seconds + f.events.get("clients done (s after the end)", 0)
     return {
-        "seats": seats, "token_students": f.students.get("token", 0), "seconds": seconds,
+        "seats": seats, "token_students": f.students.get("token", 0), "seconds": seconds, "clients_ran_s": ran,
         "segment_mb": round(segment_bytes / 1e6, 2), "worker_class": f.web_worker_class,
-        "heartbeats_per_s": round(f.heartbeats / seconds, 1),
+        "heartbeats_per_s": round(f.heartbeats / ran, 1),
         "offered_heartbeats_per_s": round(2 * seats / f.options["heartbeat_s"], 1),
-        "segments_per_s": round(f.segments.get("acknowledged", 0) / seconds, 2),
-        "screenshots_per_s": round(f.events.get("screenshots", 0) / seconds, 2),
+        "segments_per_s": round(f.segments.get("acknowledged", 0) / ran, 2),
+        "screenshots_per_s": round(f.events.get("screenshots", 0) / ran, 2),
         "latency_ms": f.latency_ms, "failed_requests": f.events.get("failed answers", 0) + tally_failed,
         "segments": f.segments, "merged_after_end_s": f.events.get("merge backlog drained (s after the end)"),
         # The soak's memory bound needs a warm-up longer than a short exam: its findings apart.
@@ -143,7 +146,8 @@ def report(s: dict) -> str:
     return "\n".join([
         f"hall: {s['seats']} desktop seats + {s['token_students']} token students, {s['seconds']:g} s of exam, "
         f"segments of {s['segment_mb']} MB, gunicorn worker class {s['worker_class']}",
-        f"heartbeats: {s['heartbeats_per_s']}/s answered ({s['offered_heartbeats_per_s']}/s offered), "
+        f"clients ran {s['clients_ran_s']:g} s; heartbeats: {s['heartbeats_per_s']}/s answered "
+        f"({s['offered_heartbeats_per_s']}/s offered), "
         f"p50/p99 {lat['heartbeat'][0]}/{lat['heartbeat'][1]} ms",
         f"uploads: segments {s['segments_per_s']}/s, p50/p99 {lat['segment'][0]}/{lat['segment'][1]} ms; "
         f"screenshots {s['screenshots_per_s']}/s, p50/p99 {lat['screenshot'][0]}/{lat['screenshot'][1]} ms",

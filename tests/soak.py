@@ -683,6 +683,7 @@ class Soak:
             ended_at = self.elapsed()
             for t in threads:
                 t.join(timeout=max(1.0, o.length_s + 400 - self.elapsed()))
+            figures.events["clients done (s after the end)"] = round(self.elapsed() - ended_at, 1)
             ids = {s["student_id"]: s["id"] for s in self.teacher.roster_sessions(self.exam_id)}
             for s in students:
                 s.session_id = ids.get(s.student_id)
