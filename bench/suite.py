@@ -17,9 +17,19 @@ interleaved with it, on the same data):
   720p H.264 segments described at upload, as the server's are (``proctor.segment_probes``),
   against plain ``ffmpeg -f concat -c copy`` of the same files; the row also gives the merge of
   the same files undescribed (``merge_directory``: every segment probed first);
-- status check: bench/status_check.py (100,000 sessions, nothing changed) and its full-scan baseline.
+- status check: bench/status_check.py (100,000 sessions, nothing changed) and its full-scan baseline;
+- recovery: bench/worker_recovery.py (3 runs; 1 with ``--smoke``, still about a minute: the wait
+  for the dead worker's lease is the figure): the merge worker SIGKILLed mid-merge and restarted
+  as its unit says, the time from the kill until the session is merged again;
+- slow clients: bench/slow_clients.py with the chosen worker class, 200 uploads trickling at
+  1 KiB/s (20 with ``--smoke``) against other students' heartbeats and segment uploads, each
+  measured with and without them;
+- a whole hall: bench/hall.py, N desktop seats at the original client's cadence plus N token-API
+  students on the whole stack (``--hall-seats N,...``, default 3000; ``--hall-seconds S``, default
+  300; with ``--smoke`` 2 of each for 10 s at a 2 s cadence), one row for each N.
 
-``--only`` runs only the named steps (heartbeats, uploads, late-upload, merge, status), e.g. to
+``--only`` runs only the named steps (heartbeats, uploads, late-upload, merge, status, recovery,
+slow-clients, hall), e.g. to
 measure a change to one path before and after. ``--smoke`` runs every row on little data for a few seconds (the figures then say nothing; it
 shows the command works). The stack is the benchmark's own: a private redis-server on a free port
 (``BENCH_REDIS_URL`` to use another, whose db is emptied), a SQLite file in a temporary directory
@@ -30,6 +40,7 @@ date, to ``--out`` (default bench/results.md; a run with ``--only`` writes it on
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import re
@@ -65,12 +76,15 @@ class Scale:
     merge_seconds: int
     merge_size: str
     status_sessions: int
+    recovery_runs: int
 
 
 FULL = Scale(sessions=10_000, seconds=15, connections=64, upload_connections=8, upload_mib=5, late_seq=700,
-             late_repeats=30, merge_segments=60, merge_seconds=10, merge_size="1280x720", status_sessions=100_000)
+             late_repeats=30, merge_segments=60, merge_seconds=10, merge_size="1280x720", status_sessions=100_000,
+             recovery_runs=3)
 SMOKE = Scale(sessions=300, seconds=2, connections=16, upload_connections=4, upload_mib=1, late_seq=20,
-              late_repeats=3, merge_segments=4, merge_seconds=1, merge_size="320x240", status_sessions=2_000)
+              late_repeats=3, merge_segments=4, merge_seconds=1, merge_size="320x240", status_sessions=2_000,
+              recovery_runs=1)
 
 
 @dataclass
@@ -382,6 +396,70 @@ def status_check(scale: Scale, runs: int) -> Row:
                f"full scan of the sessions: {base:.1f} ms", ours / base, "< 500 ms", ours < 500)
 
 
+def recovery(scale: Scale) -> Row:
+    """bench/worker_recovery.py on this run's Redis (a db of its own, which it empties) and its own
+    SQLite file: the merge worker SIGKILLed mid-merge and restarted as its unit says."""
+    redis_db = os.environ["REDIS_URL"].rsplit("/", 1)[0] + "/1"
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "TEST_DATABASE_URL")}
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "worker_recovery.py"), "--runs",
+                          str(scale.recovery_runs)], capture_output=True, text=True, check=True,
+                         env={**env, "TEST_REDIS_URL": redis_db}, cwd=ROOT).stdout
+    medians = json.loads(out[out.index("{"):])["medians"]
+    killed, clean = medians["kill_to_merged_s"], medians["clean_merge_s"]
+    return Row("Merge worker SIGKILLed mid-merge, restarted by its unit: merged again", f"{killed:.1f} s after the kill",
+               f"the same merge undisturbed: {clean:.1f} s", killed / clean, "≤ 45 s after the kill",
+               killed <= 45)
+
+
+def slow_clients(smoke: bool) -> Row:
+    """bench/slow_clients.py, the chosen worker class only, on this run's Redis (a prefix of its
+    own) and its own SQLite file: honest students while uploads trickle at 1 KiB/s, and without."""
+    trickling = 20 if smoke else 200
+    size = ["--seconds", "3", "--warmup", "1", "--settle", "1", "--repeat", "1"] if smoke else ["--repeat", "3"]
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "TEST_DATABASE_URL")}
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "slow_clients.py"), "--idle", "0", "--trickle", "0",
+                          "--trickle-uploads", str(trickling), "--workers", "proctor.serving.PacedGeventWorker",
+                          "--json", *size], capture_output=True, text=True, check=True, env=env, cwd=ROOT).stdout
+    measured = json.loads(out.strip().splitlines()[-1])["PacedGeventWorker"]
+    quiet, attacked = measured["quiet"], measured["attacked"]
+    ratio = attacked["upload_mb_s"] / quiet["upload_mb_s"]
+    p99 = attacked["p99"] * 1000
+    return Row(f"Slow clients: {trickling} uploads trickling at 1 KiB/s; other students' heartbeats and their "
+               f"1 MiB uploads", f"heartbeat p99 {p99:.0f} ms, {attacked['failed']:.1%} failed; uploads "
+               f"{attacked['upload_mb_s']:.0f} MB/s", f"none trickling: heartbeat p99 {quiet['p99'] * 1000:.0f} ms; "
+               f"uploads {quiet['upload_mb_s']:.0f} MB/s", ratio, "p99 < 200 ms, uploads ≥ 0.50 × untroubled",
+               p99 < 200 and ratio >= 0.5 and attacked["failed"] == 0)
+
+
+def hall(seats: int, seconds: float, smoke: bool) -> Row:
+    """bench/hall.py: ``seats`` desktop seats and as many token students on a stack of its own."""
+    cadence = ["--segment-s", "2", "--heartbeat-s", "2", "--screenshot-s", "2"] if smoke else []
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "hall.py"), "--seats", str(seats), "--seconds",
+                          f"{seconds:g}", "--json", *cadence], capture_output=True, text=True, check=True,
+                         cwd=ROOT).stdout
+    return hall_row(json.loads(out.strip().splitlines()[-1]), smoke)
+
+
+def hall_row(h: dict, smoke: bool = False) -> Row:
+    """The row of one hall run from bench/hall.py's JSON figures."""
+    seats, seconds = h["seats"], h["seconds"]
+    beat, segment, shot = (h["latency_ms"][k] for k in ("heartbeat", "segment", "screenshot"))
+    seg = h["segments"]
+    all_merged = seg["sent"] == seg["acknowledged"] == seg["merged"] > 0
+    ratio = h["heartbeats_per_s"] / h["offered_heartbeats_per_s"]
+    drained = h["merged_after_end_s"]
+    return Row(f"A whole hall: {seats:,} seats + {seats:,} token students, {seconds:g} s of exam at "
+               + ("a 2 s cadence" if smoke else f"the original client's cadence ({h['segment_mb']} MB segments)"),
+               f"heartbeats {h['heartbeats_per_s']:,}/s p50/p99 {beat[0]:.0f}/{beat[1]:.0f} ms; uploads "
+               f"{h['segments_per_s'] + h['screenshots_per_s']:,.1f}/s (segments p99 {segment[1]:.0f} ms, screenshots "
+               f"p99 {shot[1]:.0f} ms); {h['failed_requests']} failed; {seg['merged']:,}/{seg['acknowledged']:,} "
+               + (f"segments merged, {drained} s after the end" if drained is not None else
+                  "segments merged within the bound"),
+               f"heartbeats offered: {h['offered_heartbeats_per_s']:,}/s", ratio,
+               "heartbeat p99 < 200 ms, 0 failed, every segment merged, at ≥ 3,000 seats",
+               beat[1] < 200 and h["failed_requests"] == 0 and all_merged and not h["problems"] and seats >= 3000)
+
+
 # --- the report -----------------------------------------------------------------------------------
 
 
@@ -412,7 +490,7 @@ def report(rows: list[Row], args, started: datetime) -> str:
             + table(rows))
 
 
-STEPS = frozenset({"heartbeats", "uploads", "late-upload", "merge", "status"})
+STEPS = frozenset({"heartbeats", "uploads", "late-upload", "merge", "status", "recovery", "slow-clients", "hall"})
 
 
 def _steps(text: str) -> frozenset[str]:
@@ -420,6 +498,16 @@ def _steps(text: str) -> frozenset[str]:
     if not steps or steps - STEPS:
         raise argparse.ArgumentTypeError(f"steps are among {', '.join(sorted(STEPS))}, not {text!r}")
     return steps
+
+
+def _counts(text: str) -> list[int]:
+    try:
+        counts = [int(n) for n in text.split(",")]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"whole numbers from 1, comma-separated, not {text!r}")
+    return counts
 
 
 def main() -> None:
@@ -430,8 +518,14 @@ def main() -> None:
                         help="where the table goes (default bench/results.md; with --only, nowhere)")
     parser.add_argument("--only", type=_steps, default=STEPS,
                         help=f"comma-separated steps to run (default all: {','.join(sorted(STEPS))})")
+    parser.add_argument("--hall-seats", type=_counts, default=None,
+                        help="comma-separated N of the hall step (default 3000; smoke 2)")
+    parser.add_argument("--hall-seconds", type=float, default=None, help="exam length of the hall step "
+                        "(default 300; smoke 10)")
     args = parser.parse_args()
     args.runs = args.runs or (2 if args.smoke else 3)
+    args.hall_seats = args.hall_seats or ([2] if args.smoke else [3000])
+    args.hall_seconds = args.hall_seconds or (10 if args.smoke else 300)
     scale = SMOKE if args.smoke else FULL
     started = datetime.now(timezone.utc)
     work = Path(tempfile.mkdtemp(prefix="proctor-bench-"))
@@ -458,6 +552,16 @@ def main() -> None:
         if "status" in args.only:
             print("measuring the status check", flush=True)
             rows.append(status_check(scale, args.runs))
+        if "recovery" in args.only:
+            print("measuring the recovery of a killed merge", flush=True)
+            rows.append(recovery(scale))
+        if "slow-clients" in args.only:
+            print("measuring other students' calls while uploads trickle", flush=True)
+            rows.append(slow_clients(args.smoke))
+        if "hall" in args.only:
+            for seats in args.hall_seats:
+                print(f"measuring a whole hall of {seats:,} seats and {seats:,} token students", flush=True)
+                rows.append(hall(seats, args.hall_seconds, args.smoke))
     finally:
         for server in servers:
             server.stop()

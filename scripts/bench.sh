@@ -2,17 +2,24 @@
 # scripts/bench.sh - every speed target of proctor against its baseline, measured in one run on this
 # machine (bench/suite.py): heartbeats (token API and seats) and uploads with wrk against the app
 # under the project's gunicorn_config.py and against a bare Flask app under the same settings, an
-# upload late in a long session, the merge against plain `ffmpeg -f concat -c copy`, and the status
-# check. Prints the table (figure, baseline, ratio, target, met?) and writes it, with the machine
-# and the date, to bench/results.md. A full run takes about 10 minutes on 2 cores.
+# upload late in a long session, the merge against plain `ffmpeg -f concat -c copy`, the status
+# check, and how soon a merge whose worker was SIGKILLed is merged again. Prints the table (figure, baseline, ratio, target, met?) and writes it, with the machine
+# and the date, to bench/results.md; other students' calls while 200 uploads trickle at 1 KiB/s, and
+# a whole hall (N seats at the original client's cadence + N token students on the whole stack).
+# A full run takes about 25 minutes on 2 cores (the hall of 3,000 most of it).
 #
 # usage: scripts/bench.sh [-h] [--smoke] [--runs R] [--out FILE] [--only STEP,...]
+#                         [--hall-seats N,...] [--hall-seconds S]
 #
 #   --smoke     every benchmark on little data for a few seconds (shows the command works; its
 #               figures say nothing)
 #   --runs R    runs of each benchmark, each figure their median (default 3; 2 with --smoke)
 #   --out FILE  where the table goes (default bench/results.md; with --only, nowhere unless given)
-#   --only STEP,...  only these of heartbeats, uploads, late-upload, merge, status
+#   --only STEP,...  only these of heartbeats, uploads, late-upload, merge, status, recovery,
+#               slow-clients, hall
+#   --hall-seats N,...  the hall's seats (and as many token students), a run and a row for each
+#               (default 3000; 2 with --smoke)
+#   --hall-seconds S  how long the hall's exam lasts (default 300; 10 with --smoke)
 #
 # The stack is the benchmark's own: a private redis-server on a free port (BENCH_REDIS_URL to use
 # another; its db is emptied), a SQLite file (BENCH_DATABASE_URL for MariaDB/MySQL; its tables are
@@ -20,7 +27,7 @@
 # As root it installs what is missing (wrk, ffmpeg, redis-server) with apt-get.
 set -euo pipefail
 
-usage() { sed -n '9,16p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '11,22p' "$0" | sed 's/^# \{0,1\}//'; }
 die() {
   echo "bench.sh: error: $*" >&2
   exit 1
@@ -43,9 +50,17 @@ while [[ $# -gt 0 ]]; do
       [[ $# -ge 2 && -n "$2" ]] || usage_error "--out needs a file name"
       args+=(--out "$(realpath -m -- "$2")"); shift 2 ;;
     --only)
-      [[ $# -ge 2 && "$2" =~ ^(heartbeats|uploads|late-upload|merge|status)(,(heartbeats|uploads|late-upload|merge|status))*$ ]] ||
-        usage_error "--only needs steps among heartbeats, uploads, late-upload, merge, status (comma-separated)"
+      steps="heartbeats|uploads|late-upload|merge|status|recovery|slow-clients|hall"
+      [[ $# -ge 2 && "$2" =~ ^($steps)(,($steps))*$ ]] ||
+        usage_error "--only needs steps among ${steps//|/, } (comma-separated)"
       args+=(--only "$2"); shift 2 ;;
+    --hall-seats)
+      [[ $# -ge 2 && "$2" =~ ^[1-9][0-9]*(,[1-9][0-9]*)*$ ]] ||
+        usage_error "--hall-seats needs whole numbers from 1, comma-separated"
+      args+=(--hall-seats "$2"); shift 2 ;;
+    --hall-seconds)
+      [[ $# -ge 2 && "$2" =~ ^[1-9][0-9]*$ ]] || usage_error "--hall-seconds needs a whole number from 1"
+      args+=(--hall-seconds "$2"); shift 2 ;;
     *) usage_error "unknown argument '$1'" ;;
   esac
 done

@@ -17,7 +17,7 @@ from tests.helpers import ROOT
 
 ROWS = (
     "Token heartbeat", "Seat heartbeat", "segment upload", "Web workers' RSS", "Upload late in a session",
-    "Merge of", "Status check",
+    "Merge of", "Status check", "Merge worker SIGKILLed", "Slow clients", "A whole hall",
 )
 
 
