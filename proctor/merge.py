@@ -126,6 +126,7 @@ class _Input:
     run: int | None
     seq: int | None
     segment: media.Segment
+    sha256: str | None = None  # of a segment: the key of its kept description
 
     @property
     def label(self) -> int | str:
@@ -158,7 +159,7 @@ def _inputs(session_id: int) -> list[_Input]:
         path = storage.segment_path(session_id, r.run, r.seq, r.media_type)
         inputs.append(_Input(r.run, r.seq, media.Segment(seq=_order_key(r.run, r.seq), path=path,
                                                        captured_at=r.captured_at,
-                                                       probe=described.get(r.sha256))))
+                                                       probe=described.get(r.sha256)), r.sha256))
     return inputs
 
 
@@ -327,6 +328,7 @@ def _delete_merged_segments(session_id: int, used: list[_Input]) -> None:
             )
     for item in merged:
         storage.discard(item.segment.path)
+    segment_probes.forget([item.sha256 for item in merged])
 
 
 def fail(session_id: int, error: str) -> None:

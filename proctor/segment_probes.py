@@ -78,6 +78,17 @@ def known(sha256s: list[str]) -> dict[str, media.ProbeInfo]:
     return described
 
 
+def forget(sha256s: list[str]) -> None:
+    """The descriptions of segments merged and deleted are of no more use: free their memory
+    (best effort: they expire anyway)."""
+    if not sha256s:
+        return
+    try:
+        client().delete(*[probe_key(digest) for digest in sha256s])
+    except redis.RedisError as err:
+        log.warning("kept segment descriptions not removed (%s); they expire in %d s", err, KEEP_S)
+
+
 def _probe_info(raw: str | None) -> media.ProbeInfo | None:
     if raw is None:
         return None

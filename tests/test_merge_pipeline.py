@@ -106,22 +106,23 @@ def test_resolution_change_and_corrupt_segment(api, merge_worker, tmp_path):
     assert [p.name for p in segment_files(s["session_id"])] == ["000001.mp4"]
 
 
-def upload_described(api, s, paths: list[Path], described: int) -> None:
+def upload_described(api, s, paths: list[Path], described: int) -> list[str]:
     """Upload the files as seqs 0.., then wait until the merge worker has described ``described``
-    of them (as it does each upload while the exam runs)."""
+    of them (as it does each upload while the exam runs); their SHA-256s."""
     digests = []
     for seq, path in enumerate(paths):
         data = path.read_bytes()
         digests.append(sha256(data))
         assert api.upload(s, seq, data, "video/mp4").status_code == 201
     wait_until(lambda: len(segment_probes.known(digests)) == described, what="segments described")
+    return digests
 
 
 def test_a_clean_merge_plans_from_what_was_learnt_at_upload(api, merge_worker, tmp_path):
     exam = api.create_exam()
     s = api.join(exam["id"], "described-student")
     clips = [make_clip(tmp_path / f"d{i}.mp4", seconds=1.0 + i / 2) for i in range(3)]
-    upload_described(api, s, clips, described=3)
+    digests = upload_described(api, s, clips, described=3)
     api.finish(s, last_seq=2)
     view = api.wait_for_state(s)
     assert view["state"] == "merged", view
@@ -130,6 +131,7 @@ def test_a_clean_merge_plans_from_what_was_learnt_at_upload(api, merge_worker, t
     assert report["method"] == "concat-copy" and report["segments_used"] == [0, 1, 2]
     assert abs(duration(download(api, s)) - 4.5) <= 0.2  # the verification still ran
     assert segment_files(s["session_id"]) == []
+    assert segment_probes.known(digests) == {}  # deleted with their segments
 
 
 def test_a_corrupt_segment_between_good_ones_is_skipped_and_the_rest_copied(api, merge_worker, tmp_path):
