@@ -14,8 +14,7 @@ consistent, and makes repeated or concurrent deliveries harmless:
 - a merge whose whole worker died (its lease lapsed, its message held by the broker until the
   visibility timeout) is queued again by ``reconcile``, which a merge worker runs when it starts.
 
-The whole retry policy (attempt limit, backoff, poison limit) lives here; the Celery task only
-applies the delay this module returns.
+The retry policy (attempt limit, backoff, poison limit) is all here; the Celery task applies it.
 """
 from __future__ import annotations
 
