@@ -25,8 +25,8 @@ interleaved with it, on the same data):
   1 KiB/s (20 with ``--smoke``) against other students' heartbeats and segment uploads, each
   measured with and without them;
 - a whole hall: bench/hall.py, N desktop seats at the original client's cadence plus N token-API
-  students on the whole stack (``--hall-seats N,...``, default 3000; ``--hall-seconds S``, default
-  300; with ``--smoke`` 2 of each for 10 s at a 2 s cadence), one row for each N.
+  students on the whole stack (``--hall-seats N,...``, default 50,300; ``--hall-seconds S``,
+  default 120 (the 3,000 of the target need the clients on another machine: see the README); with ``--smoke`` 2 of each for 10 s at a 2 s cadence), one row for each N.
 
 ``--only`` runs only the named steps (heartbeats, uploads, late-upload, merge, status, recovery,
 slow-clients, hall), e.g. to
@@ -519,13 +519,13 @@ def main() -> None:
     parser.add_argument("--only", type=_steps, default=STEPS,
                         help=f"comma-separated steps to run (default all: {','.join(sorted(STEPS))})")
     parser.add_argument("--hall-seats", type=_counts, default=None,
-                        help="comma-separated N of the hall step (default 3000; smoke 2)")
+                        help="comma-separated N of the hall step (default 50,300; smoke 2)")
     parser.add_argument("--hall-seconds", type=float, default=None, help="exam length of the hall step "
-                        "(default 300; smoke 10)")
+                        "(default 120; smoke 10)")
     args = parser.parse_args()
     args.runs = args.runs or (2 if args.smoke else 3)
-    args.hall_seats = args.hall_seats or ([2] if args.smoke else [3000])
-    args.hall_seconds = args.hall_seconds or (10 if args.smoke else 300)
+    args.hall_seats = args.hall_seats or ([2] if args.smoke else [50, 300])
+    args.hall_seconds = args.hall_seconds or (10 if args.smoke else 120)
     scale = SMOKE if args.smoke else FULL
     started = datetime.now(timezone.utc)
     work = Path(tempfile.mkdtemp(prefix="proctor-bench-"))
