@@ -57,7 +57,9 @@ def store_segment(session_id: int, upload: Upload, body: BinaryIO) -> tuple[bool
         stored = _publish_segment(session_id, upload, staged, final)
     finally:
         storage.discard(staged.path)
-    jobs.enqueue_probe(session_id, upload.run, upload.seq)
+    created, _ = stored
+    if created:  # a concurrent upload of the same bytes that lost the race has nothing new to probe
+        jobs.enqueue_probe(session_id, upload.run, upload.seq)
     if state in states.MERGED_ALREADY:  # the common upload, to an open session, writes nothing more
         _merge_again(session_id, upload)
     return stored
