@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from tests.helpers import ADMIN_TOKEN, Api, HttpTransport, unique, wait_until
-from tests.test_console_browser import CHROMEDRIVER, CHROMIUM, account, browser, by_id, sign_in  # noqa: F401 (fixtures)
+from tests.test_console_browser import CHROMEDRIVER, CHROMIUM, account, browser, by_id, keep, sign_in  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.skipif(not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
                                 reason="needs Debian's chromium and chromium-driver (scripts/test.sh installs them)")
@@ -125,6 +125,12 @@ def test_a_hall_of_500_updates_in_place_and_a_new_violation_is_noticed(browser, 
               f"({', '.join(f'{t:.1f}' for t in every_row)}), {statistics.median(nothing_new):.1f} ms when nothing did")
     (tmp_path / "live-update-ms.txt").write_text(report + "\n")
     print(report)
+    keep(browser, tmp_path, "console-live-500.png")
+    browser.find_element("css selector", 'form.language button[value="zh"]').click()
+    wait_until(lambda: browser.find_element("tag name", "html").get_attribute("lang") == "zh-Hans"
+               and len(browser.find_elements("css selector", "#students tr")) == HALL, timeout=60,
+               what="the hall's live view in Chinese")
+    keep(browser, tmp_path, "console-live-500-zh.png")
 
 
 def render_ms(browser) -> float:
