@@ -8,13 +8,20 @@ need (no token, no database, no Redis):
 - ``PUT /api/sessions/<sid>/segments/<seq>``: the body streamed to a new file under
   ``BENCH_UPLOAD_DIR`` in 1 MiB blocks while hashing it with SHA-256, fsynced and kept (201 with
   the hash): the least an upload that keeps what it acknowledged must do.
+
+``bench.bare_app:one_redis_call`` is the same bare app whose heartbeats each make one Redis call
+(an EVALSHA that puts the session's time into a sorted set, as the real heartbeat's script does
+among its checks) before the 204: the most a heartbeat can do within its budget of one round trip
+to Redis, and so how near the heartbeat target this stack can come at all.
 """
 from __future__ import annotations
 
 import hashlib
 import os
 import tempfile
+import time
 
+import redis
 from flask import Flask, jsonify, request
 
 app = Flask(__name__)
@@ -38,3 +45,15 @@ def upload(sid: int, seq: int):
         out.flush()
         os.fsync(out.fileno())
     return jsonify({"sha256": digest.hexdigest()}), 201
+
+
+one_redis_call = Flask("one_redis_call")
+_redis = redis.Redis.from_url(os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"), decode_responses=True)
+_beat = _redis.register_script("return redis.call('zadd', KEYS[1], ARGV[2], ARGV[1])")
+
+
+@one_redis_call.post("/api/sessions/<int:sid>/heartbeat")
+@one_redis_call.post("/api/heartbeat")
+def heartbeat_with_one_redis_call(sid: int = 0):
+    _beat(keys=["bench:heartbeats"], args=[sid, time.time()])
+    return "", 204
