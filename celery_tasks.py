@@ -11,7 +11,15 @@ from celery.exceptions import SoftTimeLimitExceeded
 from celery.utils.log import get_task_logger
 
 from proctor import housekeeping, merge, metrics, segment_probes, states, status
-from proctor.worker import MERGE_TASK, PROBE_TASK, RECONCILE_TASK, RETENTION_TASK, STATUS_CHECK_TASK, celery_app
+from proctor.worker import (
+    MERGE_TASK,
+    PROBE_TASK,
+    PROBE_TASK_OPTIONS,
+    RECONCILE_TASK,
+    RETENTION_TASK,
+    STATUS_CHECK_TASK,
+    celery_app,
+)
 
 log = get_task_logger(__name__)
 
@@ -55,7 +63,7 @@ def merge_videos_task(self, session_id: int) -> dict:
     return outcome.as_dict()
 
 
-@celery_app.task(name=PROBE_TASK, ignore_result=True)
+@celery_app.task(name=PROBE_TASK, ignore_result=True, **PROBE_TASK_OPTIONS)
 def probe_segment_task(session_id: int, run: int, seq: int) -> bool:
     """After each upload: describe the segment for the merge to come."""
     return segment_probes.describe(int(session_id), int(run), int(seq))

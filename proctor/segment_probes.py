@@ -12,8 +12,10 @@ another size or codec still adds up to the right duration, and the expected dura
 from the very files being joined. So each upload is probed once, by the merge worker while the
 exam runs (``jobs.enqueue_probe`` after the segment is recorded), and the description is kept in
 Redis under the segment's SHA-256: content-addressed, it can never describe other bytes, and no
-table changes. Losing it (a Redis restart, the key's expiry) only costs the merge that probe. The
-merge engine trusts a description only as far as its output verifies (see ``media.engine``).
+table changes. The probe is ``media.quick_probe``: what ffprobe would say, read in-process with
+FFmpeg's libraries, since spawning ffprobe for every upload cost cores in a large hall. Losing a
+description (a Redis restart, the key's expiry) only costs the merge that probe. The merge
+engine trusts a description only as far as its output verifies (see ``media.engine``).
 """
 from __future__ import annotations
 
@@ -25,8 +27,8 @@ import redis
 from sqlalchemy import select
 
 from . import media, storage
-from .config import settings
 from .db import engine
+from .media.quick_probe import quick_probe
 from .redis_client import client, key
 from .schema import segments
 
@@ -53,10 +55,12 @@ def describe(session_id: int, run: int, seq: int) -> bool:
         return False
     path = storage.segment_path(session_id, run, seq, row.media_type)
     try:
-        info = media.probe(path, ffprobe=settings().ffprobe)
+        info = quick_probe(path)
     except (media.MediaError, OSError) as err:
         log.info("segment %s of session %s not described: %s", seq, session_id, err)
         return False
+    if info is None:
+        return False  # a kind of file only ffprobe describes: the merge will
     client().set(probe_key(row.sha256), json.dumps(asdict(info)), ex=KEEP_S)
     return True
 

@@ -34,6 +34,12 @@ MERGE_LEASE_PREFIX = "merge:"
 task_time_limit = 1800  # hard limit: the merge process is killed after 30 min
 task_soft_time_limit = 1500  # soft limit: the merge gets SoftTimeLimitExceeded first and cleans up
 
+# Describing an upload parses it with FFmpeg's C code inside the pool process (media.quick_probe).
+# Unlike a merge, that task is acknowledged on receipt and never redelivered: an upload that
+# crashes the parser would otherwise kill a pool process at every delivery, and a lost description
+# only costs its merge one ffprobe. A parser stuck within a frame is killed at the time limit.
+PROBE_TASK_OPTIONS = {"acks_late": False, "reject_on_worker_lost": False, "time_limit": 60}
+
 celery_app = Celery("proctor", broker=cfg.redis_url, backend=cfg.redis_url, include=["celery_tasks"])
 
 celery_app.conf.update(
@@ -59,7 +65,8 @@ celery_app.conf.update(
     task_soft_time_limit=task_soft_time_limit,
     # At-least-once delivery needs these three together: acknowledge only after the task ran, put
     # the message back when the worker process is killed (OOM, SIGKILL) and reserve one message at
-    # a time so a long merge does not hold a second one hostage.
+    # a time so a long merge does not hold a second one hostage. (Not for the probe task: see
+    # PROBE_TASK_OPTIONS.)
     task_acks_late=True,
     task_reject_on_worker_lost=True,
     worker_prefetch_multiplier=1,

@@ -15,9 +15,11 @@ Errors: ``MediaError`` means this input cannot produce a recording (retrying wil
 input.
 
 Modules: ``models`` (the values and errors), ``runner`` (processes, deadlines, progress),
-``probe`` (ffprobe), ``plan`` (which bytes form which part), ``args`` (ffmpeg argument lists),
-``verify`` (checking the output), ``scratch`` (temporary files), ``engine`` (the entry points)
-and ``folders`` (ordering a folder of segments for the command line).
+``probe`` (ffprobe), ``quick_probe`` (ffprobe's description read in-process with PyAV, for each
+upload; not exported here, so that only the merge worker loads PyAV), ``plan`` (which bytes form
+which part), ``args`` (ffmpeg argument lists), ``verify`` (checking the output), ``scratch``
+(temporary files), ``engine`` (the entry points) and ``folders`` (ordering a folder of segments
+for the command line).
 """
 from .engine import merge_directory, merge_segments
 from .folders import order_directory
