@@ -460,18 +460,20 @@ def hall(seats: int, seconds: float, smoke: bool) -> Row:
 def hall_row(h: dict, smoke: bool = False) -> Row:
     """The row of one hall run from bench/hall.py's JSON figures."""
     seats, seconds = h["seats"], h["seconds"]
-    beat, segment, shot = (h["latency_ms"][k] for k in ("heartbeat", "segment", "screenshot"))
+    beat, segment, shot, server = (h["latency_ms"][k] for k in ("heartbeat", "segment", "screenshot", "heartbeat_server"))
     seg = h["segments"]
     all_merged = seg["sent"] == seg["acknowledged"] == seg["merged"] > 0
     ratio = h["heartbeats_per_s"] / h["offered_heartbeats_per_s"]
     drained = h["merged_after_end_s"]
     return Row(f"A whole hall: {seats:,} seats + {seats:,} token students, {seconds:g} s of exam at "
                + ("a 2 s cadence" if smoke else f"the original client's cadence ({h['segment_mb']} MB segments)"),
-               f"heartbeats {h['heartbeats_per_s']:,}/s p50/p99 {beat[0]:.0f}/{beat[1]:.0f} ms; uploads "
+               f"heartbeats {h['heartbeats_per_s']:,}/s p50/p99 {beat[0]:.0f}/{beat[1]:.0f} ms (in Gunicorn "
+               f"{server[0]:.0f}/{server[1]:.0f} ms); uploads "
                f"{h['segments_per_s'] + h['screenshots_per_s']:,.1f}/s (segments p99 {segment[1]:.0f} ms, screenshots "
                f"p99 {shot[1]:.0f} ms); {h['failed_requests']} failed; {seg['merged']:,}/{seg['acknowledged']:,} "
                + (f"segments merged, {drained} s after the end" if drained is not None else
-                  "segments merged within the bound"),
+                  "segments merged within the bound")
+               + f"; CPU: clients {h['cpu_s']['clients']:,.0f} s, stack {h['cpu_s']['stack']:,.0f} s",
                f"heartbeats offered: {h['offered_heartbeats_per_s']:,}/s", ratio,
                "heartbeat p99 < 200 ms, 0 failed, every segment merged, at ≥ 3,000 seats",
                beat[1] < 200 and h["failed_requests"] == 0 and all_merged and not h["problems"] and seats >= 3000)

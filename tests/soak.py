@@ -131,13 +131,27 @@ class Tally:
         return sum(n for (k, status), n in self.statuses.items() if k == kind and low <= status < high)
 
     def percentiles(self, kind: str | None = None) -> tuple[float, float]:
-        values = sorted(v for k, vs in self.latency.items() if kind in (None, k) for v in vs)
-        if not values:
-            return 0.0, 0.0
-        return values[len(values) // 2] * 1000, values[min(len(values) - 1, int(len(values) * 0.99))] * 1000
+        """p50 and p99 in ms."""
+        return p50_p99([v * 1000 for k, vs in self.latency.items() if kind in (None, k) for v in vs])
+
+
+def p50_p99(values: list[float]) -> tuple[float, float]:
+    values = sorted(values)
+    if not values:
+        return 0.0, 0.0
+    return values[len(values) // 2], values[min(len(values) - 1, int(len(values) * 0.99))]
 
 
 # --- the stack -----------------------------------------------------------------------------------
+
+
+def cpu_s(pid: int) -> float:
+    """CPU time (user and system, s) a live process has used; 0 for one that is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_kib(pid: int) -> int | None:
@@ -245,9 +259,17 @@ class Stack:
 
     def access_log_statuses(self) -> Counter:
         pattern = re.compile(r'" (\d{3}) (?:\d+|-) \d+ms')
+        return Counter(int(m.group(1)) for m in pattern.finditer(self.access_log()))
+
+    def access_log_ms(self, path: str) -> list[int]:
+        """Gunicorn's own time (ms, from the request read to the answer sent) of every request whose
+        path matches the regular expression ``path``."""
+        pattern = re.compile(r'"[A-Z]+ (?:' + path + r') [^"]*" \d{3} (?:\d+|-) (\d+)ms')
+        return [int(m.group(1)) for m in pattern.finditer(self.access_log())]
+
+    def access_log(self) -> str:
         path = self.dir / "logs" / "gunicorn_access.log"
-        text = path.read_text(errors="replace") if path.exists() else ""
-        return Counter(int(m.group(1)) for m in pattern.finditer(text))
+        return path.read_text(errors="replace") if path.exists() else ""
 
     def worker_class(self) -> str:
         """Gunicorn's worker class as it reported it at start (the configuration may change)."""
