@@ -23,7 +23,8 @@ from proctor.media import (
     order_directory,
     probe,
 )
-from proctor.media.runner import _stream_lines
+from proctor.media.runner import _Deadline, _stream_lines
+from proctor.media.verify import _verify
 from tests.helpers import wait_until
 from tests.media_helpers import (
     ffprobe_streams,
@@ -537,3 +538,17 @@ def test_merge_directory_of_an_empty_folder_raises(tmp_path):
     (tmp_path / ".hidden.mp4").write_bytes(b"x")
     with pytest.raises(MediaError):
         merge_directory(tmp_path, tmp_path / "out.mp4")
+
+
+def test_an_output_is_read_back_in_process_without_starting_ffprobe(clip, tmp_path):
+    out = clip(2.0)
+    assert _verify(out, 2.0, True, str(tmp_path / "no-ffprobe"), _Deadline(60)) == pytest.approx(2.0, abs=0.1)
+    with pytest.raises(MediaError, match="lasts"):
+        _verify(out, 10.0, True, str(tmp_path / "no-ffprobe"), _Deadline(60))
+
+
+def test_an_output_is_refused_as_unreadable_on_ffprobes_word(tmp_path):
+    with pytest.raises(MediaError, match="^output unreadable: "):
+        _verify(make_garbage(tmp_path / "out.mp4"), 2.0, True, "ffprobe", _Deadline(60))
+    with pytest.raises(OSError):  # ffprobe is asked: the in-process reading alone refuses nothing
+        _verify(make_garbage(tmp_path / "again.mp4"), 2.0, True, str(tmp_path / "no-ffprobe"), _Deadline(60))

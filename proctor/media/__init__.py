@@ -16,8 +16,9 @@ input.
 
 Modules: ``models`` (the values and errors), ``runner`` (processes, deadlines, progress),
 ``probe`` (ffprobe), ``quick_probe`` (ffprobe's description read in-process with PyAV, for each
-upload; not exported here, so that only the merge worker loads PyAV), ``plan`` (which bytes form
-which part), ``args`` (ffmpeg argument lists), ``verify`` (checking the output), ``scratch``
+upload and each output's read-back; not exported here: the web app, which imports no part of this
+package, never loads PyAV), ``plan`` (which bytes form which part), ``args`` (ffmpeg argument
+lists), ``verify`` (checking the output), ``scratch``
 (temporary files), ``engine`` (the entry points) and ``folders`` (ordering a folder of segments
 for the command line).
 """

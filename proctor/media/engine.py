@@ -36,8 +36,9 @@ How a merge goes (``merge_segments``):
      failed verification): everything is decoded, scaled and padded to one even-sized frame
      (the size covering most of the recording) and encoded as H.264/AAC MP4.
 
-4. The result is written to a ``.tmp-`` file beside the output, verified with ffprobe (a video
-   stream, audio if the inputs had audio, a duration within max(2 %, 1 s) of the inputs'),
+4. The result is written to a ``.tmp-`` file beside the output, verified as ffprobe reads it (a
+   video stream, audio if the inputs had audio, a duration within max(2 %, 1 s) of the inputs';
+   read in-process first, by ffprobe itself when that reading fails: ``verify``),
    fsynced and renamed into place. A copy method that fails or does not verify is retried once
    as a re-encode.
 

@@ -6,13 +6,13 @@ hall of 3,000 seats sending a segment a minute) that was four cores. Opened here
 process whose libraries are loaded already, the same description costs a few milliseconds.
 
 It is a cache, not the authority: ffprobe still probes every segment the merge finds
-undescribed and verifies every output, and a merge planned from descriptions that fails is
-planned again from fresh ffprobe probes (``engine``). The description is ffprobe's JSON for the
-fields ``probe._probe_info`` reads, rendered as ffprobe renders them (durations as "%f" seconds,
-extradata as "SHA256:<hex>" and absent when empty), so one function builds ``ProbeInfo`` from
-either and a test (tests/test_quick_probe.py) asserts they agree on every kind of upload.
-Where they could not agree the answer is None and the merge asks ffprobe: a stream without a
-decoder in PyAV's build (no codec context to read).
+undescribed, is asked about any output this reading cannot accept (``verify``), and a merge
+planned from descriptions that fails is planned again from fresh ffprobe probes (``engine``).
+The description is ffprobe's JSON for the fields ``probe._probe_info`` reads, rendered as
+ffprobe renders them (durations as "%f" seconds, extradata as "SHA256:<hex>" and absent when
+empty), so one function builds ``ProbeInfo`` from either and a test (tests/test_quick_probe.py)
+asserts they agree on every kind of upload. Where they could not agree the answer is None and
+the merge asks ffprobe: a stream without a decoder in PyAV's build (no codec context to read).
 
 The uploads are hostile input parsed by C code inside the worker: the same guards as ffprobe
 (``file`` protocol only, the three accepted demuxers, ``runner.DEMUXERS``), a time limit on
@@ -23,7 +23,8 @@ instead of crashing every worker that picks the message up again. A parser stuck
 frame, where the interrupt callback is not asked, ends at that task's hard time limit.
 
 Kept out of ``proctor.media``'s exports: importing PyAV loads FFmpeg (about 90 ms and 30 MB),
-which only the merge worker needs.
+which only what merges needs (the merge worker, the command line); the web app imports no
+``proctor.media``.
 """
 from __future__ import annotations
 
