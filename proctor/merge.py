@@ -325,8 +325,7 @@ def _delete_merged_segments(session_id: int, used: list[_Input]) -> None:
                        segments_t.c.seq.in_([i.seq for i in merged if i.run == run]))
                 .values(deleted_at=now)
             )
-    for item in merged:
-        storage.discard(item.segment.path)
+    storage.discard_all([item.segment.path for item in merged])
     segment_probes.forget([item.sha256 for item in merged])
 
 

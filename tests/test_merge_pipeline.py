@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from proctor import segment_probes
+from proctor import segment_probes, storage
 from tests.helpers import DATA, error_code, sha256, start_worker, wait_until, wait_worker_ready
 from tests.media_helpers import ffprobe_streams, make_clip, make_garbage, make_mediarecorder_chunks
 
@@ -116,6 +116,14 @@ def upload_described(api, s, paths: list[Path], described: int) -> list[str]:
         assert api.upload(s, seq, data, "video/mp4").status_code == 201
     wait_until(lambda: len(segment_probes.known(digests)) == described, what="segments described")
     return digests
+
+
+def test_discard_all_removes_every_file_and_passes_over_missing_ones(tmp_path):
+    files = [tmp_path / f"{n:06d}.mp4" for n in range(20)]
+    for path in files:
+        path.write_bytes(b"segment")
+    storage.discard_all([*files, tmp_path / "never-stored.mp4"])
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_clean_merge_plans_from_what_was_learnt_at_upload(api, merge_worker, tmp_path):
