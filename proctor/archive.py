@@ -125,7 +125,7 @@ def copy_verified(source: Path, target: Path, sha256: str) -> int:
         with open(source, "rb") as src, os.fdopen(fd, "wb") as out:
             shutil.copyfileobj(src, out, storage.CHUNK)
             out.flush()
-            os.fsync(out.fileno())
+            storage.sync(out.fileno())
         os.replace(tmp, target)
         storage.fsync_dir(target.parent)
     except BaseException:

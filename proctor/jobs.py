@@ -43,8 +43,10 @@ def enqueue_probe(session_id: int, run: int, seq: int) -> None:
     """Have a merge worker describe a stored segment now (``segment_probes.describe``), so the
     merge at the exam's end does not. Best effort: without it the merge probes the segment."""
     try:
+        # No result: nobody waits for one, and asking for it made every upload subscribe to (and
+        # later unsubscribe from) the task's result channel, two Redis round trips in the web app.
         celery_app.send_task(PROBE_TASK, args=[session_id, run, seq], queue=MERGE_QUEUE,
-                             expires=PROBE_EXPIRES_S)
+                             expires=PROBE_EXPIRES_S, ignore_result=True)
     except Exception:  # noqa: BLE001 - any broker failure; the upload is stored all the same
         log.warning("could not queue the probe of segment %s of session %s", seq, session_id)
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from . import blocking
 from .config import settings
 from .errors import BadRequest, InsufficientStorage, TooLarge
 
@@ -67,10 +68,15 @@ def recording_base(session_id: int) -> Path:
     return settings().recordings_dir / f"session-{session_id}"
 
 
+def sync(fd: int) -> None:
+    """fsync, without stalling the other connections of an event-loop web worker."""
+    blocking.run(os.fsync, fd)
+
+
 def fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:
-        os.fsync(fd)
+        sync(fd)
     finally:
         os.close(fd)
 
@@ -108,7 +114,7 @@ def stage_stream(stream: BinaryIO, directory: Path, length: int) -> StagedFile:
                 out.write(chunk)
                 remaining -= len(chunk)
             out.flush()
-            os.fsync(out.fileno())
+            sync(out.fileno())
     except BaseException as err:
         discard(Path(name))
         if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -144,7 +150,7 @@ def stage_file(path: Path) -> StagedFile:
     For files the server writes itself (a merged recording) rather than receives as a stream.
     """
     with open(path, "rb") as fh:
-        os.fsync(fh.fileno())
+        sync(fh.fileno())
         size = os.fstat(fh.fileno()).st_size
     return StagedFile(path, size, sha256_file(path))
 
@@ -179,4 +185,4 @@ def check_writable() -> None:
     with tempfile.NamedTemporaryFile(prefix=TMP_PREFIX, dir=directory) as fh:
         fh.write(b"ok")
         fh.flush()
-        os.fsync(fh.fileno())
+        sync(fh.fileno())

@@ -14,7 +14,7 @@ ENTRY_POINTS = {"server", "celery_config", "celery_tasks", "gunicorn_config"}
 
 # Lower layers never import higher ones. Within a layer imports are allowed (acyclic).
 LAYERS = [
-    ("foundation", {"config", "errors", "clock", "filetypes"}),
+    ("foundation", {"config", "errors", "clock", "filetypes", "blocking"}),
     ("infrastructure", {"db", "schema", "redis_client", "locks", "storage", "runs", "worker", "logs", "serving"}),
     ("domain", None),  # every other module of the package
     ("front doors", {"metrics", "app", "cli", "api", "web", "client"}),
