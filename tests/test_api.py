@@ -421,7 +421,9 @@ def test_end_exam_closes_active_sessions_until_their_last_segment(api):
     assert api.upload(s, 1, b"\0the cut last segment").status_code == 201
     api.finish(s)
     view = api.session(s)
-    assert view["state"] == "finished" and view["last_seq"] == 1 and view["recording"] is not None, view
+    # A merge worker of this test process (another test's) may already be merging it.
+    assert view["state"] in ("finished", "merging", "merged"), view
+    assert view["last_seq"] == 1 and view["recording"] is not None, view
     roster = api.roster_sessions(exam["id"])
     assert [row["student_id"] for row in roster] == ["ender"]
     assert roster[0]["segments"] == 2 and roster[0]["next_seq"] == 2
@@ -434,7 +436,8 @@ def test_end_exam_without_upload_grace_finishes_at_once(api, settings_changed):
     api.upload(s, 0, b"\0zero")
     assert api.post(f"/api/exams/{exam['id']}/end", "teacher").status_code == 200
     view = api.session(s)
-    assert view["state"] == "finished" and view["last_seq"] == 0 and view["recording"] is not None, view
+    assert view["state"] in ("finished", "merging", "merged"), view
+    assert view["last_seq"] == 0 and view["recording"] is not None, view
 
 
 def test_recording_before_merge_is_404(api):
