@@ -94,9 +94,20 @@ def finish(conn: Connection, session_id: int, last_seq: int | None, extra: dict 
         .where(sessions.c.id == session_id, sessions.c.state.in_(OPEN))
         .values(state=FINISHED, finished_at=now, last_seq=last_seq, **(extra or {}))
     ).rowcount
-    if changed and not _queue_recording(conn, session_id, now, note=None):
+    if not changed:
+        return False
+    # Look before writing: an UPDATE that finds no row takes a gap lock on MariaDB/MySQL, and two
+    # sessions finishing at once, each holding the gap the other's INSERT needs, deadlock (seen
+    # at a hall's end). A plain read takes no lock; only the finish that moved this session gets here.
+    if _has_recording(conn, session_id):
+        _queue_recording(conn, session_id, now, note=None)
+    else:
         conn.execute(recordings.insert().values(session_id=session_id, status=QUEUED, attempts=0, updated_at=now))
-    return bool(changed)
+    return True
+
+
+def _has_recording(conn: Connection, session_id: int) -> bool:
+    return conn.execute(select(recordings.c.id).where(recordings.c.session_id == session_id)).first() is not None
 
 
 def _queue_recording(conn: Connection, session_id: int, now: datetime, note: str | None) -> bool:
