@@ -19,6 +19,10 @@ interleaved with it, on the same data):
   720p H.264 segments described at upload, as the server's are (``proctor.segment_probes``),
   against plain ``ffmpeg -f concat -c copy`` of the same files; the row also gives the merge of
   the same files undescribed (``merge_directory``: every segment probed first);
+- the exam's end: bench/exam_end.py, 500 token-API sessions of 60 × 10 s segments (uploaded and
+  described as during an exam) finished at once, until every recording is merged, verified,
+  recorded and its segments deleted, against plain ``ffmpeg -f concat -c copy`` of the same inputs
+  two at a time, under paced heartbeats of another exam (4 × 4 × 1 s with ``--smoke``);
 - status check: bench/status_check.py (100,000 sessions, nothing changed) and its full-scan baseline;
 - recovery: bench/worker_recovery.py (3 runs; 1 with ``--smoke``, still about a minute: the wait
   for the dead worker's lease is the figure): the merge worker SIGKILLed mid-merge and restarted
@@ -30,7 +34,7 @@ interleaved with it, on the same data):
   students on the whole stack (``--hall-seats N,...``, default 50,300; ``--hall-seconds S``,
   default 120 (the 3,000 of the target need the clients on another machine: see the README); with ``--smoke`` 2 of each for 10 s at a 2 s cadence), one row for each N.
 
-``--only`` runs only the named steps (heartbeats, uploads, late-upload, merge, status, recovery,
+``--only`` runs only the named steps (heartbeats, uploads, late-upload, merge, exam-end, status, recovery,
 slow-clients, hall), e.g. to
 measure a change to one path before and after. ``--smoke`` runs every row on little data for a few seconds (the figures then say nothing; it
 shows the command works). The stack is the benchmark's own: a private redis-server on a free port
@@ -448,6 +452,29 @@ def slow_clients(smoke: bool) -> Row:
                p99 < 200 and ratio >= 0.5 and attacked["failed"] == 0)
 
 
+def exam_end(smoke: bool) -> Row:
+    """bench/exam_end.py on a stack of its own: every session of an exam finished at once and merged,
+    against plain ffmpeg -f concat -c copy of the same segments two at a time."""
+    size = ["--sessions", "4", "--segments", "4", "--seconds", "1"] if smoke else []
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "exam_end.py"), "--json", *size],
+                         capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    return exam_end_row(json.loads(out.strip().splitlines()[-1]))
+
+
+def exam_end_row(e: dict) -> Row:
+    """The row of one bench/exam_end.py run from its JSON figures."""
+    during, alone = e["heartbeat_during_merges"], e["heartbeat_after_finish_calls"]
+    return Row(f"The exam's end: {e['sessions']:,} sessions × {e['segments']} × {e['seconds']:g} s segments "
+               "finished and merged at once",
+               f"{e['merged_s']:.1f} s until every recording is merged, verified, recorded and its segments "
+               f"deleted; heartbeats ({e['heartbeats_per_s']:g}/s) p99 {during['p99_ms']:.0f} ms, "
+               f"{alone['p99_ms']:.0f} ms once the {e['sessions']:,} finish calls were answered "
+               f"({e['finish_calls_s']:.1f} s); {during['failed']} failed",
+               f"plain ffmpeg -f concat -c copy, 2 at a time: {e['plain_ffmpeg_s']:.1f} s", e["ratio"],
+               "≤ 1.20 ×, heartbeat p99 < 200 ms",
+               e["ratio"] <= 1.2 and during["p99_ms"] < 200 and during["failed"] == 0)
+
+
 def hall(seats: int, seconds: float, smoke: bool) -> Row:
     """bench/hall.py: ``seats`` desktop seats and as many token students on a stack of its own."""
     cadence = ["--segment-s", "2", "--heartbeat-s", "2", "--screenshot-s", "2"] if smoke else []
@@ -509,7 +536,8 @@ def report(rows: list[Row], args, started: datetime) -> str:
             + table(rows))
 
 
-STEPS = frozenset({"heartbeats", "uploads", "late-upload", "merge", "status", "recovery", "slow-clients", "hall"})
+STEPS = frozenset({"heartbeats", "uploads", "late-upload", "merge", "exam-end", "status", "recovery", "slow-clients",
+                   "hall"})
 
 
 def _steps(text: str) -> frozenset[str]:
@@ -570,6 +598,9 @@ def main() -> None:
         if "merge" in args.only:
             print("measuring the merge", flush=True)
             rows.append(merge(work, scale, args.runs))
+        if "exam-end" in args.only:
+            print("measuring the exam's end", flush=True)
+            rows.append(exam_end(args.smoke))
         if "status" in args.only:
             print("measuring the status check", flush=True)
             rows.append(status_check(scale, args.runs))

@@ -2,11 +2,11 @@
 # scripts/bench.sh - every speed target of proctor against its baseline, measured in one run on this
 # machine (bench/suite.py): heartbeats (token API and seats) and uploads with wrk against the app
 # under the project's gunicorn_config.py and against a bare Flask app under the same settings, an
-# upload late in a long session, the merge against plain `ffmpeg -f concat -c copy`, the status
-# check, and how soon a merge whose worker was SIGKILLed is merged again. Prints the table (figure, baseline, ratio, target, met?) and writes it, with the machine
+# upload late in a long session, the merge against plain `ffmpeg -f concat -c copy` (one, and 500
+# sessions finished at once on the whole stack), the status check, and how soon a merge whose worker was SIGKILLed is merged again. Prints the table (figure, baseline, ratio, target, met?) and writes it, with the machine
 # and the date, to bench/results.md; other students' calls while 200 uploads trickle at 1 KiB/s, and
 # a whole hall (N seats at the original client's cadence + N token students on the whole stack).
-# A full run takes about 20 minutes on 2 cores.
+# A full run takes about 35 minutes on 2 cores.
 #
 # usage: scripts/bench.sh [-h] [--smoke] [--runs R] [--out FILE] [--only STEP,...]
 #                         [--hall-seats N,...] [--hall-seconds S]
@@ -15,7 +15,7 @@
 #               figures say nothing)
 #   --runs R    runs of each benchmark, each figure their median (default 3; 2 with --smoke)
 #   --out FILE  where the table goes (default bench/results.md; with --only, nowhere unless given)
-#   --only STEP,...  only these of heartbeats, uploads, late-upload, merge, status, recovery,
+#   --only STEP,...  only these of heartbeats, uploads, late-upload, merge, exam-end, status, recovery,
 #               slow-clients, hall
 #   --hall-seats N,...  the hall's seats (and as many token students), a run and a row for each
 #               (default 50,300: this machine's load generator cannot play 3,000; 2 with --smoke)

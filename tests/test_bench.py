@@ -17,7 +17,7 @@ from tests.helpers import ROOT
 
 ROWS = (
     "Token heartbeat", "Bare Flask 204 after one Redis call", "Seat heartbeat", "segment upload", "Web workers' RSS", "Upload late in a session",
-    "Merge of", "Status check", "Merge worker SIGKILLed", "Slow clients", "A whole hall",
+    "Merge of", "The exam's end", "Status check", "Merge worker SIGKILLed", "Slow clients", "A whole hall",
 )
 
 
