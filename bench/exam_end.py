@@ -49,9 +49,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.helpers import Api, HttpTransport, install_environment, sha256, wait_until  # noqa: E402 - after the path
+from tests.helpers import Api, HttpTransport, sha256, wait_until  # noqa: E402 - after the path
 from tests.media_helpers import make_clip  # noqa: E402
-from tests.soak import Options, Stack, children  # noqa: E402
+from tests.soak import Options, Stack, children, crowd_environment  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402 - third party, after the path like the rest
 
 from proctor.db import engine  # noqa: E402
@@ -324,13 +324,7 @@ def main() -> None:
     args = parser.parse_args()
     if min(args.sessions, args.segments) < 1 or min(args.seconds, args.beats) <= 0:
         parser.error("need --sessions and --segments >= 1 and positive --seconds and --beats")
-    given = os.environ.get("DATABASE_URL")  # the suite's: the stack makes a database of its own beside it
-    install_environment()
-    if given:
-        os.environ["DATABASE_URL"] = given
-    # Every student joins at once from this one address (a hall's students come from many).
-    os.environ.update({"PROCTOR_JOIN_ADDRESS_RATE_LIMIT": "1000000 per minute",
-                       "PROCTOR_JOIN_EXAM_RATE_LIMIT": "1000000 per minute"})
+    crowd_environment()
     figures = run(args.sessions, args.segments, args.seconds, args.beats, args.upload_threads, args.merge_timeout)
     print(json.dumps(figures) if args.json else report(figures))
 

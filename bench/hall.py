@@ -38,10 +38,10 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.helpers import install_environment, png_image  # noqa: E402 - after the path
+from tests.helpers import png_image  # noqa: E402 - after the path
 from tests.media_helpers import make_clip  # noqa: E402
 from tests.soak import (  # noqa: E402
-    DeskSeat, Figures, Options, Plan, Soak, Stack, Student, TokenStudent, cpu_s, p50_p99,
+    DeskSeat, Figures, Options, Plan, Soak, Stack, Student, TokenStudent, cpu_s, crowd_environment, p50_p99,
 )
 
 # A 60 s segment of the shipped settings (2 fps, half of a 1080p screen) is about 2 MB.
@@ -185,13 +185,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.seats < 1 or min(args.seconds, args.segment_s, args.heartbeat_s, args.screenshot_s) <= 0:
         parser.error("need --seats >= 1 and positive durations")
-    given = os.environ.get("DATABASE_URL")  # the suite's: the stack makes a database of its own beside it
-    install_environment()
-    if given:
-        os.environ["DATABASE_URL"] = given
-    # Every student joins at once from this one address (a hall's students come from many).
-    os.environ.update({"PROCTOR_JOIN_ADDRESS_RATE_LIMIT": "1000000 per minute",
-                       "PROCTOR_JOIN_EXAM_RATE_LIMIT": "1000000 per minute"})
+    crowd_environment()
     threading.stack_size(512 * 1024)  # a thread a student: their stacks are most of this process
     figures = run_hall(args.seats, args.seconds, args.segment_s, args.heartbeat_s, args.screenshot_s,
                        args.merge_timeout)

@@ -174,6 +174,19 @@ def children(pid: int) -> list[int]:
     return sorted(set(found))
 
 
+def crowd_environment() -> None:
+    """The environment of a benchmark whose students all join from this one address at once: the
+    suite's settings, keeping a DATABASE_URL given (the stack makes a database of its own beside
+    it), with the join ceilings per address and per exam raised (a hall's students come from many
+    addresses)."""
+    given = os.environ.get("DATABASE_URL")
+    install_environment()
+    if given:
+        os.environ["DATABASE_URL"] = given
+    os.environ.update({"PROCTOR_JOIN_ADDRESS_RATE_LIMIT": "1000000 per minute",
+                       "PROCTOR_JOIN_EXAM_RATE_LIMIT": "1000000 per minute"})
+
+
 def soak_database(url: str, folder: Path) -> str:
     """A database of the soak's own, emptied and migrated: ``<name>_soak`` on the server of a
     server URL, else a SQLite file in ``folder``."""
