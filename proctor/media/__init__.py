@@ -16,11 +16,10 @@ input.
 
 Modules: ``models`` (the values and errors), ``runner`` (processes, deadlines, progress),
 ``probe`` (ffprobe), ``quick_probe`` (ffprobe's description read in-process with PyAV, for each
-upload and each output's read-back; not exported here: the web app, which imports no part of this
-package, never loads PyAV), ``plan`` (which bytes form which part), ``args`` (ffmpeg argument
-lists), ``verify`` (checking the output), ``scratch``
-(temporary files), ``engine`` (the entry points) and ``folders`` (ordering a folder of segments
-for the command line).
+upload and each output's read-back; importing this package loads PyAV, which is why the web app
+imports no part of it), ``plan`` (which bytes form which part), ``args`` (ffmpeg argument lists),
+``verify`` (checking the output), ``scratch`` (temporary files), ``engine`` (the entry points) and
+``folders`` (ordering a folder of segments for the command line).
 """
 from .engine import merge_directory, merge_segments
 from .folders import order_directory

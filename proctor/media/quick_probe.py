@@ -22,9 +22,8 @@ parser kills one pool process once and loses one description, which costs its me
 instead of crashing every worker that picks the message up again. A parser stuck inside one
 frame, where the interrupt callback is not asked, ends at that task's hard time limit.
 
-Kept out of ``proctor.media``'s exports: importing PyAV loads FFmpeg (about 90 ms and 30 MB),
-which only what merges needs (the merge worker, the command line); the web app imports no
-``proctor.media``.
+Importing PyAV loads FFmpeg (about 90 ms and 30 MB), which only what merges needs (the merge
+worker, the command line); the web app imports no ``proctor.media``.
 """
 from __future__ import annotations
 
