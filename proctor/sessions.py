@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 from sqlalchemy import case, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -259,11 +260,29 @@ def recording_file(session_id: int) -> tuple[Path, str, str]:
     return path, media_type, row.sha256
 
 
+def _session_and_recording(session_id: int):
+    """The session's row and its recording's (or None), read by one statement: two reads would
+    see a merge's change of both between them (a queued recording of a session still merging)."""
+    with engine().connect() as conn:
+        found = conn.execute(
+            select(sessions, recordings)
+            .outerjoin(recordings, recordings.c.session_id == sessions.c.id)
+            .where(sessions.c.id == session_id)
+        ).first()
+    if found is None:
+        raise NotFound(f"session {session_id} does not exist")
+    fields = found._mapping
+    session = SimpleNamespace(**{c.name: fields[c] for c in sessions.c})
+    if fields[recordings.c.session_id] is None:
+        return session, None
+    return session, SimpleNamespace(**{c.name: fields[c] for c in recordings.c})
+
+
 def session_view(session_id: int) -> dict:
     """The session as the API shows it; ``next_seq`` and ``missing`` are of the first run (a
     token-API session has no other), ``runs`` lists a desktop seat's runs (one per login),
     ``exam_ends_at`` the exam's end now (extensions included)."""
-    row = session_row(session_id)
+    row, recording = _session_and_recording(session_id)
     next_seq, missing, _ = seq_summary(session_id)
     seen = presence.last_seen([session_id]).get(session_id) or row.last_heartbeat_at
     with engine().connect() as conn:
@@ -284,7 +303,7 @@ def session_view(session_id: int) -> dict:
         "closes_at": row.closes_at.isoformat() if row.closes_at else None,
         # The exam's end as it is now: a client that joined before an extension reads it here.
         "exam_ends_at": exam.ends_at.isoformat(),
-        "recording": recording_dict(recording_row(session_id)),
+        "recording": recording_dict(recording),
     }
     runs = segments_of.runs(session_id)
     if runs:
