@@ -19,6 +19,7 @@ from types import SimpleNamespace
 from typing import BinaryIO
 
 from sqlalchemy import func, insert, select
+from sqlalchemy.engine import Connection
 
 from . import filetypes, jobs, locks, states, storage
 from .clock import utcnow
@@ -216,6 +217,13 @@ def seq_summary(session_id: int, run: int = 0) -> tuple[int, list[list[int]], in
     if not seqs:
         return 0, [], 0
     return seqs[-1] + 1, missing_ranges(seqs, 0, seqs[-1]), len(seqs)
+
+
+def holds_run(conn: Connection, session_id: int, run: int) -> bool:
+    """Whether the session stored any segment of the run, read on the caller's connection."""
+    return conn.execute(
+        select(segments.c.id).where(segments.c.session_id == session_id, segments.c.run == run).limit(1)
+    ).first() is not None
 
 
 def seat_runs_of(session_id: int) -> list:

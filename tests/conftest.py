@@ -18,6 +18,7 @@ from tests.helpers import (
     Api,
     AppTransport,
     HttpTransport,
+    PoolDiscipline,
     install_environment,
     migrate_from_nothing,
     start_gunicorn,
@@ -39,6 +40,19 @@ def fresh_state():
     redis.Redis.from_url(os.environ["REDIS_URL"]).flushdb()
     migrate_from_nothing(os.environ["DATABASE_URL"])
     yield
+
+
+@pytest.fixture(autouse=True)
+def one_pooled_connection_at_a_time():
+    """No call of the app's, in any test, takes a second pooled connection while it holds one.
+
+    Under Gunicorn's gevent worker each request is a greenlet: fifteen of them each holding one
+    connection and waiting for a second exhaust a worker's pool, and all of them wait the pool's
+    10 s and answer 503 (seen at a hall's login burst on MariaDB, from one nested read).
+    """
+    with PoolDiscipline() as discipline:
+        yield
+    assert not discipline.nested, "a second pooled connection taken while holding one:\n" + discipline.nested[0]
 
 
 @pytest.fixture(scope="session")

@@ -145,6 +145,48 @@ def _die_with_the_suite() -> None:
         _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
+class PoolDiscipline:
+    """While entered, records each pooled database connection taken by a thread that already holds
+    one (``nested``: the stack of each such checkout). Connections are tracked by pool record, so
+    one returned from another thread (the garbage collector's) is still counted back."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self._lock = threading.Lock()
+        self._holder: dict[int, int] = {}  # id of the pool record -> the thread holding it
+        self.nested: list[str] = []
+
+    def _checkout(self, _dbapi_conn, record, _proxy) -> None:
+        import threading
+        import traceback
+
+        me = threading.get_ident()
+        with self._lock:
+            if me in self._holder.values():
+                self.nested.append("".join(traceback.format_stack(limit=20)))
+            self._holder[id(record)] = me
+
+    def _checkin(self, _dbapi_conn, record) -> None:
+        with self._lock:
+            self._holder.pop(id(record), None)
+
+    def __enter__(self) -> PoolDiscipline:
+        from sqlalchemy import event
+        from sqlalchemy.pool import Pool
+
+        event.listen(Pool, "checkout", self._checkout)
+        event.listen(Pool, "checkin", self._checkin)
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        from sqlalchemy import event
+        from sqlalchemy.pool import Pool
+
+        event.remove(Pool, "checkout", self._checkout)
+        event.remove(Pool, "checkin", self._checkin)
+
+
 class Process:
     """A child process in its own process group, stopped (and reaped) at teardown, and sent
     SIGTERM if the test process dies without a teardown."""
