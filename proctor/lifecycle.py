@@ -18,7 +18,7 @@ from .config import settings
 from .db import engine
 from .schema import exams as exams_t
 from .schema import sessions
-from .segments import seq_summary
+from .segments import next_seq as next_seq_of
 from .sessions import mark_finished
 
 
@@ -65,7 +65,7 @@ def finish_due_closings() -> int:
         ).scalars().all()
     finished = 0
     for sid in due:
-        next_seq = seq_summary(sid)[0]
+        next_seq = next_seq_of(sid)
         finished += mark_finished(sid, next_seq - 1 if next_seq else None)
     return finished
 

@@ -206,17 +206,12 @@ def next_seq(session_id: int, run: int = 0) -> int:
     return 0 if highest is None else highest + 1
 
 
-def seq_summary(session_id: int, run: int = 0) -> tuple[int, list[list[int]], int]:
-    """(next_seq, missing seqs below it as [from, to] ranges, number stored) of one run."""
-    with engine().connect() as conn:
-        seqs = conn.execute(
-            select(segments.c.seq)
-            .where(segments.c.session_id == session_id, segments.c.run == run)
-            .order_by(segments.c.seq)
-        ).scalars().all()
+def next_and_missing(seqs) -> tuple[int, list[list[int]]]:
+    """(next_seq, missing seqs below it as [from, to] ranges) of a run's stored seqs."""
     if not seqs:
-        return 0, [], 0
-    return seqs[-1] + 1, missing_ranges(seqs, 0, seqs[-1]), len(seqs)
+        return 0, []
+    top = max(seqs)
+    return top + 1, missing_ranges(seqs, 0, top)
 
 
 def holds_run(conn: Connection, session_id: int, run: int) -> bool:
@@ -230,28 +225,31 @@ def seat_runs_of(session_id: int) -> list:
     """The runs of a desktop seat (one per login: run, started_at), in order; none for a
     token-API session."""
     with engine().connect() as conn:
-        return conn.execute(
-            select(seat_runs.c.run, seat_runs.c.started_at)
-            .where(seat_runs.c.session_id == session_id).order_by(seat_runs.c.run)
-        ).all()
+        return read_seat_runs(conn, session_id)
+
+
+def read_seat_runs(conn: Connection, session_id: int) -> list:
+    return conn.execute(
+        select(seat_runs.c.run, seat_runs.c.started_at)
+        .where(seat_runs.c.session_id == session_id).order_by(seat_runs.c.run)
+    ).all()
 
 
 def seqs_by_run(session_id: int) -> dict[int, set[int]]:
     """Every seq a session ever stored (merged ones too), grouped by run."""
     with engine().connect() as conn:
-        rows = conn.execute(
-            select(segments.c.run, segments.c.seq).where(segments.c.session_id == session_id)
-        ).all()
+        return read_seqs_by_run(conn, session_id)
+
+
+def read_seqs_by_run(conn: Connection, session_id: int) -> dict[int, set[int]]:
     by_run: dict[int, set[int]] = {}
-    for r in rows:
+    for r in conn.execute(select(segments.c.run, segments.c.seq).where(segments.c.session_id == session_id)):
         by_run.setdefault(r.run, set()).add(r.seq)
     return by_run
 
 
-def runs(session_id: int) -> list[dict]:
-    """A desktop seat's runs (one per login) with what each sent and what is missing in it."""
-    logged_in = seat_runs_of(session_id)
-    by_run = seqs_by_run(session_id)
+def describe_runs(logged_in: list, by_run: dict[int, set[int]]) -> list[dict]:
+    """Each run logged in, with what it sent (``by_run``) and what is missing in it."""
     out = []
     for run in logged_in:
         seqs = by_run.get(run.run, set())
@@ -263,10 +261,3 @@ def runs(session_id: int) -> list[dict]:
             "missing": missing_ranges(sorted(seqs), first, max(seqs, default=first - 1)),
         })
     return out
-
-
-def count(session_id: int) -> int:
-    with engine().connect() as conn:
-        return conn.execute(
-            select(func.count()).select_from(segments).where(segments.c.session_id == session_id)
-        ).scalar_one()

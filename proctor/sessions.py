@@ -12,6 +12,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from sqlalchemy import case, func, insert, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from . import filetypes, jobs, logins, presence, states, tokens
@@ -22,7 +23,6 @@ from .db import engine
 from .errors import Conflict, Forbidden, Gone, NotFound
 from .exams import get_exam_row
 from .schema import recordings, roster, segments, sessions
-from .segments import seq_summary
 
 # --- joining ---------------------------------------------------------------------------------
 
@@ -64,7 +64,7 @@ def join(exam_id: int, student_id: str, client_addr: str | None = None, *, via: 
         "max_segment_bytes": settings().max_segment_bytes,
         "segment_s": settings().segment_s,
         "ends_at": exam.ends_at.isoformat(),
-        "next_seq": seq_summary(sid)[0],
+        "next_seq": segments_of.next_seq(sid),
     }
 
 
@@ -158,7 +158,7 @@ def finish(session_id: int, last_seq: int | None, *, via: str = "token", client_
     The finish that ends the session is written to the login history as a logout.
     """
     row = session_row(session_id)
-    next_seq = seq_summary(session_id)[0]
+    next_seq = segments_of.next_seq(session_id)
     if last_seq is None:
         last_seq = next_seq - 1 if next_seq else None
     if row.state not in states.OPEN:
@@ -260,15 +260,15 @@ def recording_file(session_id: int) -> tuple[Path, str, str]:
     return path, media_type, row.sha256
 
 
-def _session_and_recording(session_id: int):
-    """The session's row and its recording's (or None), read by one statement: two reads would
-    see a merge's change of both between them (a queued recording of a session still merging)."""
-    with engine().connect() as conn:
-        found = conn.execute(
-            select(sessions, recordings)
-            .outerjoin(recordings, recordings.c.session_id == sessions.c.id)
-            .where(sessions.c.id == session_id)
-        ).first()
+def _session_and_recording(conn: Connection, session_id: int):
+    """The session's row and its recording's (or None), read by one statement: on SQLite, where
+    reads outside a write see the latest commit each, two reads would see a merge's change of both
+    between them (a queued recording of a session still merging)."""
+    found = conn.execute(
+        select(sessions, recordings)
+        .outerjoin(recordings, recordings.c.session_id == sessions.c.id)
+        .where(sessions.c.id == session_id)
+    ).first()
     if found is None:
         raise NotFound(f"session {session_id} does not exist")
     fields = found._mapping
@@ -281,12 +281,15 @@ def _session_and_recording(session_id: int):
 def session_view(session_id: int) -> dict:
     """The session as the API shows it; ``next_seq`` and ``missing`` are of the first run (a
     token-API session has no other), ``runs`` lists a desktop seat's runs (one per login),
-    ``exam_ends_at`` the exam's end now (extensions included)."""
-    row, recording = _session_and_recording(session_id)
-    next_seq, missing, _ = seq_summary(session_id)
-    seen = presence.last_seen([session_id]).get(session_id) or row.last_heartbeat_at
+    ``exam_ends_at`` the exam's end now (extensions included). Read on one pooled connection:
+    the finish calls of a hall's end each build it, and every checkout is a ping and a rollback."""
     with engine().connect() as conn:
+        row, recording = _session_and_recording(conn, session_id)
         exam = get_exam_row(conn, row.exam_id)
+        by_run = segments_of.read_seqs_by_run(conn, session_id)
+        logged_in = segments_of.read_seat_runs(conn, session_id)
+    next_seq, missing = segments_of.next_and_missing(by_run.get(0, ()))
+    seen = presence.last_seen([session_id]).get(session_id) or row.last_heartbeat_at
     view = {
         "id": row.id,
         "exam_id": row.exam_id,
@@ -297,7 +300,7 @@ def session_view(session_id: int) -> dict:
         "last_heartbeat_at": seen.isoformat() if seen else None,
         "finished_at": row.finished_at.isoformat() if row.finished_at else None,
         "last_seq": row.last_seq,
-        "segments": segments_of.count(session_id),
+        "segments": sum(len(seqs) for seqs in by_run.values()),
         "next_seq": next_seq,
         "missing": missing,
         "closes_at": row.closes_at.isoformat() if row.closes_at else None,
@@ -305,9 +308,8 @@ def session_view(session_id: int) -> dict:
         "exam_ends_at": exam.ends_at.isoformat(),
         "recording": recording_dict(recording),
     }
-    runs = segments_of.runs(session_id)
-    if runs:
-        view["runs"] = runs
+    if logged_in:
+        view["runs"] = segments_of.describe_runs(logged_in, by_run)
     return view
 
 
