@@ -13,7 +13,7 @@ import logging
 import uuid
 
 from . import locks, redis_client
-from .worker import MERGE_QUEUE, MERGE_TASK, PROBE_TASK, celery_app
+from .worker import MERGE_QUEUE, MERGE_TASK, PROBE_TASK, publisher
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ def enqueue_merge(session_id: int, countdown: float | None = None) -> str | None
     task_id = uuid.uuid4().hex
     try:
         mark_queued(session_id, task_id)
-        celery_app.send_task(
+        publisher.send_task(
             MERGE_TASK, args=[session_id], queue=MERGE_QUEUE, countdown=countdown, task_id=task_id
         )
     except Exception:  # noqa: BLE001 - any broker failure; reconcile_task recovers it
@@ -43,10 +43,10 @@ def enqueue_probe(session_id: int, run: int, seq: int) -> None:
     """Have a merge worker describe a stored segment now (``segment_probes.describe``), so the
     merge at the exam's end does not. Best effort: without it the merge probes the segment."""
     try:
-        # No result: nobody waits for one, and asking for it made every upload subscribe to (and
-        # later unsubscribe from) the task's result channel, two Redis round trips in the web app.
-        celery_app.send_task(PROBE_TASK, args=[session_id, run, seq], queue=MERGE_QUEUE,
-                             expires=PROBE_EXPIRES_S, ignore_result=True)
+        # Nobody reads a description's result; a message says whether to keep it, and a send
+        # without the flag says keep, whatever the task declares.
+        publisher.send_task(PROBE_TASK, args=[session_id, run, seq], queue=MERGE_QUEUE, expires=PROBE_EXPIRES_S,
+                            ignore_result=True)
     except Exception:  # noqa: BLE001 - any broker failure; the upload is stored all the same
         log.warning("could not queue the probe of segment %s of session %s", seq, session_id)
 

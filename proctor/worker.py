@@ -40,9 +40,7 @@ task_soft_time_limit = 1500  # soft limit: the merge gets SoftTimeLimitExceeded 
 # only costs its merge one ffprobe. A parser stuck within a frame is killed at the time limit.
 PROBE_TASK_OPTIONS = {"acks_late": False, "reject_on_worker_lost": False, "time_limit": 60}
 
-celery_app = Celery("proctor", broker=cfg.redis_url, backend=cfg.redis_url, include=["celery_tasks"])
-
-celery_app.conf.update(
+SETTINGS = dict(
     # Explicit queues and routes, and nothing auto-created: a task can only land in a queue that a
     # worker started by scripts/ or systemd/ reads.
     task_queues=(
@@ -112,6 +110,18 @@ celery_app.conf.update(
     beat_schedule_filename=str(cfg.data_dir / "celerybeat-schedule"),
 )
 
+celery_app = Celery("proctor", broker=cfg.redis_url, backend=cfg.redis_url, include=["celery_tasks"])
+celery_app.conf.update(SETTINGS)
+
+# What the web app and the tasks send work with: the same broker, queues and settings, and no
+# result backend, because nothing of ours waits for a result (the workers still store every one,
+# for Flower and a merge's PROGRESS). With the backend, each send subscribed to the task's result
+# channel on a Redis connection of its own for every greenlet (Celery keeps a backend per thread,
+# and under gevent each greenlet is one), and making that backend scanned the entry points of
+# every installed package: a tenth of the web workers' CPU at a hall's end (py-spy).
+publisher = Celery("proctor", broker=cfg.redis_url, set_as_current=False)
+publisher.conf.update(SETTINGS, result_backend_thread_safe=True)
+
 
 @worker_ready.connect
 def recover_merges_of_dead_workers(sender, **_kw) -> None:
@@ -121,7 +131,7 @@ def recover_merges_of_dead_workers(sender, **_kw) -> None:
     lapses, for a worker that died just before this one started."""
     if MERGE_QUEUE not in sender.app.amqp.queues.consume_from:
         return
-    celery_app.send_task(RECONCILE_TASK, queue=MERGE_QUEUE)
+    publisher.send_task(RECONCILE_TASK, queue=MERGE_QUEUE)
     # A dead holder stopped renewing its lease when it died, up to a third of the ttl after its
     # last renewal: waiting for what the lease has left, not a whole ttl from now, re-queues its
     # merge as soon as that is safe. (A live holder's lease is renewed; reconcile leaves it be.)
@@ -133,7 +143,7 @@ def recover_merges_of_dead_workers(sender, **_kw) -> None:
         return
     # A timer here rather than a countdown task: a worker holding a countdown task does not
     # survive a Redis restart (celery 5.7.0; see tests/test_faults.py).
-    later = threading.Timer(left + 1, celery_app.send_task, args=(RECONCILE_TASK,),
+    later = threading.Timer(left + 1, publisher.send_task, args=(RECONCILE_TASK,),
                             kwargs={"queue": MERGE_QUEUE})
     later.daemon = True
     later.start()
