@@ -52,13 +52,18 @@ def _second_login(addr, previous_addr, last_seen) -> tuple[bool, str | None]:
 def record_event(exam_id: int, session_id: int | None, student_id: str, kind: str, via: str,
                  client_addr: str | None, *, flagged: bool = False, detail: str | None = None) -> None:
     with engine().begin() as conn:
-        conn.execute(
-            insert(login_events).values(
-                exam_id=exam_id, session_id=session_id, student_id=student_id, kind=kind, via=via,
-                client_addr=client_addr, flagged=flagged, detail=(detail or None) and detail[:255],
-                at=utcnow(),
-            )
+        write_event(conn, exam_id, session_id, student_id, kind, via, client_addr, flagged=flagged, detail=detail)
+
+
+def write_event(conn, exam_id: int, session_id: int | None, student_id: str, kind: str, via: str,
+                client_addr: str | None, *, flagged: bool = False, detail: str | None = None) -> None:
+    """``record_event`` within the caller's transaction."""
+    conn.execute(
+        insert(login_events).values(
+            exam_id=exam_id, session_id=session_id, student_id=student_id, kind=kind, via=via,
+            client_addr=client_addr, flagged=flagged, detail=(detail or None) and detail[:255], at=utcnow(),
         )
+    )
 
 
 def record_refusal(exam_id: int, session_id: int, student_id: str, via: str, client_addr: str | None,

@@ -139,21 +139,23 @@ def insert_event(conn, session_id: int, kind: str, at: datetime) -> None:
 
 def record_change(session_ids: list[int], kind: str, at: datetime | None = None) -> list[int]:
     """Write a presence change and its events; returns the sessions whose presence really changed."""
-    changed = []
-    now = at or utcnow()
     with engine().begin() as conn:
-        for sid in session_ids:
-            result = conn.execute(
-                update(sessions)
-                .where(sessions.c.id == sid, sessions.c.presence != kind)
-                .values(presence=kind)
-            )
-            if result.rowcount:
-                changed.append(sid)
-        if changed:
-            conn.execute(
-                presence_events.insert(), [{"session_id": s, "kind": kind, "at": now} for s in changed]
-            )
+        return write_change(conn, session_ids, kind, at or utcnow())
+
+
+def write_change(conn, session_ids: list[int], kind: str, at: datetime) -> list[int]:
+    """``record_change`` within the caller's transaction."""
+    changed = []
+    for sid in session_ids:
+        result = conn.execute(
+            update(sessions)
+            .where(sessions.c.id == sid, sessions.c.presence != kind)
+            .values(presence=kind)
+        )
+        if result.rowcount:
+            changed.append(sid)
+    if changed:
+        conn.execute(presence_events.insert(), [{"session_id": s, "kind": kind, "at": at} for s in changed])
     return changed
 
 

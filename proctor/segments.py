@@ -200,9 +200,13 @@ def next_seq(session_id: int, run: int = 0) -> int:
     """The seq after the highest one the run stored: one look-up at the end of the (session, run,
     seq) index, however many segments are stored, and never behind a concurrent upload's commit."""
     with engine().connect() as conn:
-        highest = conn.execute(
-            select(func.max(segments.c.seq)).where(segments.c.session_id == session_id, segments.c.run == run)
-        ).scalar()
+        return read_next_seq(conn, session_id, run)
+
+
+def read_next_seq(conn: Connection, session_id: int, run: int = 0) -> int:
+    highest = conn.execute(
+        select(func.max(segments.c.seq)).where(segments.c.session_id == session_id, segments.c.run == run)
+    ).scalar()
     return 0 if highest is None else highest + 1
 
 

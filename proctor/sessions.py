@@ -6,6 +6,7 @@ knows about HTTP beyond the status each error carries. Tokens are in ``tokens``,
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -157,8 +158,9 @@ def finish(session_id: int, last_seq: int | None, *, via: str = "token", client_
 
     The finish that ends the session is written to the login history as a logout.
     """
-    row = session_row(session_id)
-    next_seq = segments_of.next_seq(session_id)
+    with engine().connect() as conn:
+        row = _session(conn, session_id)
+        next_seq = segments_of.read_next_seq(conn, session_id)
     if last_seq is None:
         last_seq = next_seq - 1 if next_seq else None
     if row.state not in states.OPEN:
@@ -170,13 +172,17 @@ def finish(session_id: int, last_seq: int | None, *, via: str = "token", client_
             f"last_seq {last_seq} is below seq {next_seq - 1}, which is already stored",
             code="last_seq_too_low",
         )
-    if mark_finished(session_id, last_seq):
-        logins.record_event(row.exam_id, session_id, row.student_id, "logout", via, client_addr)
+    def write_logout(conn: Connection) -> None:
+        logins.write_event(conn, row.exam_id, session_id, row.student_id, "logout", via, client_addr)
+
+    mark_finished(session_id, last_seq, also=write_logout)
     return session_view(session_id)
 
 
-def mark_finished(session_id: int, last_seq: int | None) -> bool:
-    """Move an open session to finished and queue its merge; False if it was not open."""
+def mark_finished(session_id: int, last_seq: int | None, also: Callable[[Connection], None] | None = None) -> bool:
+    """Move an open session to finished, offline, and queue its merge; False if it was not open.
+    ``also`` writes more in the same transaction when the session finishes (its logout): one
+    transaction per finish, for the hundreds that come at an exam's end."""
     extra = {}
     # Tracking stops here, so the last heartbeat must not wait for the next batch flush.
     last_beat = presence.last_seen([session_id]).get(session_id)
@@ -184,9 +190,12 @@ def mark_finished(session_id: int, last_seq: int | None) -> bool:
         extra["last_heartbeat_at"] = last_beat
     with engine().begin() as conn:
         changed = states.finish(conn, session_id, last_seq, extra)
+        if changed:
+            presence.write_change(conn, [session_id], "offline", utcnow())  # no longer online
+            if also is not None:
+                also(conn)
     if changed:
         presence.forget(session_id)
-        presence.record_change([session_id], "offline")  # a finished student is no longer online
         jobs.enqueue_merge(session_id)
     return changed
 
@@ -196,7 +205,11 @@ def mark_finished(session_id: int, last_seq: int | None) -> bool:
 
 def session_row(session_id: int):
     with engine().connect() as conn:
-        row = conn.execute(select(sessions).where(sessions.c.id == session_id)).first()
+        return _session(conn, session_id)
+
+
+def _session(conn: Connection, session_id: int):
+    row = conn.execute(select(sessions).where(sessions.c.id == session_id)).first()
     if row is None:
         raise NotFound(f"session {session_id} does not exist")
     return row
