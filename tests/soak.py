@@ -805,6 +805,8 @@ def check_recording(view: dict, acked: set[tuple[int, int]], clip_s: float = CLI
     """(segments in the recording, what is wrong with it or None): merged, no gap, exactly the
     acknowledged segments run by run, lasting as long as they do together."""
     rec = view["recording"] or {}
+    if not acked and view["segments"] == 0 and rec.get("status") == "failed":
+        return 0, None  # a client that recorded nothing (it joined too late in a short exam)
     if rec.get("status") != "merged":
         return 0, f"recording is {rec.get('status')} (session {view['state']}): {rec.get('error') or rec.get('gaps')}"
     used = rec["report"]["segments_used"]
