@@ -172,6 +172,7 @@ def finish(session_id: int, last_seq: int | None, *, via: str = "token", client_
             f"last_seq {last_seq} is below seq {next_seq - 1}, which is already stored",
             code="last_seq_too_low",
         )
+
     def write_logout(conn: Connection) -> None:
         logins.write_event(conn, row.exam_id, session_id, row.student_id, "logout", via, client_addr)
 
@@ -274,9 +275,9 @@ def recording_file(session_id: int) -> tuple[Path, str, str]:
 
 
 def _session_and_recording(conn: Connection, session_id: int):
-    """The session's row and its recording's (or None), read by one statement: on SQLite, where
-    reads outside a write see the latest commit each, two reads would see a merge's change of both
-    between them (a queued recording of a session still merging)."""
+    """The session's row and its recording's (or None), read by one statement so both are of one
+    moment: a merge changes both in one transaction, and two reads (on SQLite, each sees the latest
+    commit) fell either side of it now and then (a queued recording of a session still merging)."""
     found = conn.execute(
         select(sessions, recordings)
         .outerjoin(recordings, recordings.c.session_id == sessions.c.id)
