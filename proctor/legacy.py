@@ -192,7 +192,7 @@ def start_run(session_id: int, client_addr: str) -> int:
         with engine().begin() as conn:
             last = conn.execute(select(func.max(seat_runs.c.run)).where(seat_runs.c.session_id == session_id)).scalar()
             if last is None:
-                last = 0 if segments.holds_run(conn, session_id, 0) else -1
+                last = 0 if segments.read_next_seq(conn, session_id, 0) else -1
             conn.execute(insert(seat_runs).values(session_id=session_id, run=last + 1, started_at=utcnow(),
                                                   client_addr=client_addr))
             return last + 1

@@ -218,13 +218,6 @@ def next_and_missing(seqs) -> tuple[int, list[list[int]]]:
     return top + 1, missing_ranges(seqs, 0, top)
 
 
-def holds_run(conn: Connection, session_id: int, run: int) -> bool:
-    """Whether the session stored any segment of the run, read on the caller's connection."""
-    return conn.execute(
-        select(segments.c.id).where(segments.c.session_id == session_id, segments.c.run == run).limit(1)
-    ).first() is not None
-
-
 def seat_runs_of(session_id: int) -> list:
     """The runs of a desktop seat (one per login: run, started_at), in order; none for a
     token-API session."""
